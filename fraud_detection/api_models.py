@@ -1,0 +1,77 @@
+"""Request and response models of the HTTP API, derived from the feature schema."""
+
+from __future__ import annotations
+
+from operator import attrgetter
+from typing import TYPE_CHECKING
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import create_model
+
+from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.schema import NON_NEGATIVE_FEATURES
+
+#: Largest accepted magnitude: scoring runs in float32, and no real feature comes near it.
+FEATURE_LIMIT = 1e9
+
+#: An ordinary-looking transaction, used as the OpenAPI example and in the README.
+EXAMPLE_TRANSACTION: dict[str, float] = {
+    "Time": 40000.0,
+    **{f"V{i}": 0.0 for i in range(1, 29)},
+    "Amount": 42.5,
+}
+
+
+def _feature_field(name: str) -> Any:
+    # strict: no "1.5" strings and no booleans; allow_inf_nan: NaN/inf are rejected, not scored.
+    return (
+        float,
+        Field(
+            strict=True,
+            allow_inf_nan=False,
+            ge=0.0 if name in NON_NEGATIVE_FEATURES else -FEATURE_LIMIT,
+            le=FEATURE_LIMIT,
+            description=f"{name}: finite number, "
+            + ("0" if name in NON_NEGATIVE_FEATURES else "-1e9")
+            + " to 1e9",
+        ),
+    )
+
+
+if TYPE_CHECKING:
+
+    class Transaction(BaseModel):
+        """One card transaction: the 30 features of the ULB schema, every field required."""
+
+else:
+    Transaction = create_model(
+        "Transaction",
+        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_TRANSACTION]}),
+        __doc__="One card transaction: the 30 features of the ULB schema, every field required.",
+        **{name: _feature_field(name) for name in FEATURE_NAMES},
+    )
+
+
+class Prediction(BaseModel):
+    """Score of one transaction, in the order of the request."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    fraud_probability: float = Field(ge=0.0, le=1.0)
+    is_fraud: bool = Field(description="fraud_probability >= the model's stored threshold")
+    model: str = Field(description="Model-store name of the model that scored the row")
+    model_version: str
+
+
+_feature_values = attrgetter(*FEATURE_NAMES)
+
+
+def transactions_to_array(transactions: list[Transaction]) -> np.ndarray:
+    """Stack validated transactions into a float32 ``(n, 30)`` array in schema order."""
+    return np.array([_feature_values(t) for t in transactions], dtype=np.float32).reshape(
+        len(transactions), len(FEATURE_NAMES)
+    )

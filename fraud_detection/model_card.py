@@ -1,0 +1,80 @@
+"""`ModelCard`: the JSON metadata stored beside each ONNX graph in the BentoML model store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
+
+from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.schema import check_feature_names
+from fraud_detection.schema import schema_fingerprint
+
+ThresholdRule = Literal["best_f1", "recall_at_fpr"]
+
+
+class Preprocessing(BaseModel):
+    """Feature scaling fitted on the training split; it is also baked into the ONNX graph."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    log1p_features: list[str] = Field(description="Features passed through log1p first.")
+    mean: list[float] = Field(description="Per-feature mean, in schema order.")
+    scale: list[float] = Field(description="Per-feature standard deviation, in schema order.")
+
+
+class Threshold(BaseModel):
+    """Decision threshold on the fraud probability, chosen on the validation split."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: ThresholdRule
+    value: float = Field(ge=0.0, le=1.0)
+    target_fpr: float | None = None
+
+
+class ModelCard(BaseModel):
+    """Everything the service and the drift monitor need to know about a stored model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    kind: Literal["mlp", "distilbert"]
+    feature_names: list[str]
+    schema_fingerprint: str
+    preprocessing: Preprocessing
+    threshold: Threshold
+    metrics: dict[str, float] = Field(description="Test-split metrics.")
+    validation_metrics: dict[str, float]
+    confusion_matrix: list[list[int]] = Field(description="[[tn, fp], [fn, tp]] on the test split.")
+    onnx_input: str
+    onnx_output: str
+    onnx_parity_max_abs_diff: float
+    data_source: str
+    data_fingerprint: str
+    n_train_rows: int
+    training_config: dict[str, Any]
+    training_seconds: float
+
+    def to_json_file(self, path: Path) -> None:
+        """Write the card as indented JSON."""
+        path.write_text(self.model_dump_json(indent=2))
+
+    @classmethod
+    def from_json_file(cls, path: Path) -> ModelCard:
+        """Read and validate a card; the error names the file and what is wrong with it."""
+        try:
+            card = cls.model_validate_json(path.read_text())
+        except FileNotFoundError as e:
+            raise ValueError(f"Model card {path} is missing; retrain the model (make models)") from e
+        except (ValidationError, json.JSONDecodeError) as e:
+            raise ValueError(f"Model card {path} is invalid: {e}") from e
+        check_feature_names(card.feature_names, source=str(path))
+        if card.schema_fingerprint != schema_fingerprint(FEATURE_NAMES):
+            raise ValueError(f"Model card {path}: schema fingerprint does not match this code")
+        return card

@@ -1,0 +1,73 @@
+"""`OnnxScorer`: fraud probabilities from a stored ONNX graph with ONNX Runtime."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from fraud_detection.catalog import CARD_FILE
+from fraud_detection.catalog import ONNX_FILE
+from fraud_detection.model_card import ModelCard
+from fraud_detection.schema import N_FEATURES
+
+logger = logging.getLogger(__name__)
+
+
+def select_providers(available: list[str] | None = None) -> list[str]:
+    """CUDA first when this onnxruntime build can see a GPU, CPU always as the fallback."""
+    available = ort.get_available_providers() if available is None else available
+    preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in preferred if p in available]
+
+
+@dataclass(frozen=True)
+class OnnxScorer:
+    """Scores rows of the 30 raw features (schema order); scaling happens inside the graph."""
+
+    session: ort.InferenceSession
+    card: ModelCard
+
+    @classmethod
+    def from_directory(
+        cls, path: str | Path, *, providers: list[str] | None = None, intra_op_threads: int = 0
+    ) -> OnnxScorer:
+        """Load `model.onnx` and `card.json` from a model-store directory, checking both."""
+        path = Path(path)
+        card = ModelCard.from_json_file(path / CARD_FILE)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(
+                str(path / ONNX_FILE), sess_options=options, providers=providers or select_providers()
+            )
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise ValueError(f"Cannot load ONNX graph {path / ONNX_FILE}: {e}") from e
+        inputs = session.get_inputs()
+        if [i.name for i in inputs] != [card.onnx_input] or inputs[0].shape[-1] != N_FEATURES:
+            raise ValueError(
+                f"{path / ONNX_FILE}: expected one input {card.onnx_input!r} of width {N_FEATURES}, "
+                f"found {[(i.name, i.shape) for i in inputs]}"
+            )
+        logger.info("Loaded %s model from %s on %s", card.kind, path, session.get_providers())
+        return cls(session=session, card=card)
+
+    @property
+    def threshold(self) -> float:
+        return self.card.threshold.value
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Fraud probability per row of a ``(n, 30)`` array."""
+        if features.ndim != 2 or features.shape[1] != N_FEATURES:
+            raise ValueError(f"expected shape (n, {N_FEATURES}), got {features.shape}")
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        (proba,) = self.session.run([self.card.onnx_output], {self.card.onnx_input: x})
+        return proba.reshape(-1)

@@ -1,0 +1,87 @@
+"""BentoML service: ``POST /predict`` scores card transactions with an ONNX fraud model.
+
+Thin by design: request shape, adaptive batching and wiring. Scoring lives in
+`fraud_detection.scorer`, validation in `fraud_detection.api_models`, drift logging in
+`fraud_detection.drift_log`. Settings come from ``FRAUD_*`` environment variables
+(see `fraud_detection.settings.ServingSettings`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import os
+
+import bentoml
+from pydantic import Field
+
+from fraud_detection.api_models import EXAMPLE_TRANSACTION
+from fraud_detection.api_models import Prediction
+from fraud_detection.api_models import Transaction
+from fraud_detection.api_models import transactions_to_array
+from fraud_detection.catalog import training_command
+from fraud_detection.drift_log import DriftHook
+from fraud_detection.drift_log import MonitorDriftLog
+from fraud_detection.drift_log import NoDriftLog
+from fraud_detection.scorer import OnnxScorer
+from fraud_detection.settings import ServingSettings
+
+settings = ServingSettings.from_env()
+fraud_model = bentoml.models.BentoModel(settings.model_tag)
+if fraud_model.stored is None:
+    raise bentoml.exceptions.NotFound(
+        f"Model {settings.model_tag} is not in the BentoML model store under "
+        f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}. "
+        f"Create it with: {training_command(settings.model_kind)}"
+    )
+
+
+@bentoml.service(
+    name="fraud_detector",
+    traffic={"timeout": 30},
+    monitoring={
+        "enabled": settings.drift_log,
+        "type": "default",
+        "options": {"log_path": settings.monitor_log_path},
+    },
+)
+class FraudDetector:
+    """Credit-card fraud scoring with adaptive batching across concurrent requests."""
+
+    model = fraud_model
+
+    def __init__(self) -> None:
+        stored = self.model.stored
+        assert stored is not None  # checked at import, above
+        self.scorer = OnnxScorer.from_directory(stored.path)
+        self.model_name = stored.tag.name
+        self.model_version = str(stored.tag.version)
+        self.drift_hook: DriftHook = MonitorDriftLog() if settings.drift_log else NoDriftLog()
+
+    @bentoml.api(
+        route="/predict",
+        batchable=True,
+        max_batch_size=settings.max_batch_size,
+        max_latency_ms=settings.max_latency_ms,
+    )
+    def predict(
+        self,
+        transactions: Annotated[
+            list[Transaction],
+            Field(min_length=1, max_length=settings.max_rows, examples=[[EXAMPLE_TRANSACTION]]),
+        ],
+    ) -> list[Prediction]:
+        """Fraud probability and decision for each transaction, in request order."""
+        features = transactions_to_array(transactions)
+        scores = self.scorer.predict_proba(features)
+        self.drift_hook.observe(features, scores)
+        is_fraud = scores >= self.scorer.threshold
+        return [
+            Prediction(
+                fraud_probability=float(p),
+                is_fraud=bool(f),
+                model=self.model_name,
+                model_version=self.model_version,
+            )
+            for p, f in zip(scores, is_fraud, strict=True)
+        ]

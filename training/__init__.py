@@ -1,0 +1,1 @@
+"""Training app: ``python -m training`` (Hydra; configs in ``configs/``)."""

@@ -1,0 +1,139 @@
+"""Typed schema of the Hydra configuration; YAML under ``configs/`` holds only values.
+
+Every group's schema is registered in Hydra's ConfigStore as ``base_<name>``; the YAML files
+extend it, so a misspelt key fails at start-up instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class SyntheticDataConfig:
+    """Embedded generator (the offline default)."""
+
+    _target_: str = "training.data.generate_transactions"
+    n_rows: int = 50_000  # quickstart size: trains both models in minutes on 2 CPU cores
+    fraud_rate: float = 0.0017  # share of frauds, as in the full ULB dataset
+    seed: int = 0
+
+
+@dataclass
+class CsvDataConfig:
+    """A real ULB creditcard CSV, plain or gzipped (``data=csv data.path=<file>``)."""
+
+    _target_: str = "training.data.read_transactions_csv"
+    path: str = MISSING
+
+
+@dataclass
+class SplitConfig:
+    validation_size: float = 0.15  # share of all rows; early stopping and threshold choice
+    test_size: float = 0.2  # share of all rows; the reported metrics
+    seed: int = 0
+
+
+@dataclass
+class OptimizerConfig:
+    _target_: str = "torch.optim.AdamW"
+    _partial_: bool = True  # the parameters are given at run time
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+
+
+@dataclass
+class MlpNetworkConfig:
+    _target_: str = "training.models.FraudMLP"
+    hidden_sizes: list[int] = field(default_factory=lambda: [128, 64])
+    dropout: float = 0.1
+
+
+@dataclass
+class DistilBertNetworkConfig:
+    _target_: str = "training.models.FraudDistilBert"
+    dim: int = 32  # tiny CPU default; see configs/model/distilbert_base.yaml for the GPU size
+    n_layers: int = 2
+    n_heads: int = 2
+    hidden_dim: int = 64
+    dropout: float = 0.1
+    pretrained: Optional[str] = "${..pretrained}"  # noqa: UP045 (OmegaConf needs Optional)
+
+
+@dataclass
+class ModelConfig:
+    """One network family and its training recipe."""
+
+    kind: str = MISSING  # mlp | distilbert: the model-store name is fraud-<kind>
+    network: Any = MISSING
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    batch_size: int = 512
+    max_epochs: int = 30
+
+
+@dataclass
+class MlpConfig(ModelConfig):
+    kind: str = "mlp"
+    network: MlpNetworkConfig = field(default_factory=MlpNetworkConfig)
+
+
+@dataclass
+class DistilBertConfig(ModelConfig):
+    kind: str = "distilbert"
+    network: DistilBertNetworkConfig = field(default_factory=DistilBertNetworkConfig)
+    #: Local directory with pretrained DistilBERT weights (``save_pretrained`` layout); never a hub id.
+    pretrained: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
+class TrainerConfig:
+    patience: int = 5  # epochs without a better validation AP before stopping
+    class_weight_power: float = 0.5  # positive weight = (n_genuine / n_fraud) ** power
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    torch_threads: int = 0  # 0 = torch's default
+
+
+@dataclass
+class ThresholdConfig:
+    rule: str = "best_f1"  # best_f1 | recall_at_fpr
+    target_fpr: float = 0.01  # used by recall_at_fpr
+
+
+@dataclass
+class ExportConfig:
+    parity_tolerance: float = 1e-4  # max |p_onnx - p_torch| on the test rows
+    reference_rows: int = 5_000  # training rows stored with the model for drift detection
+
+
+@dataclass
+class WandbConfig:
+    project: str = "fraud-bento"
+    mode: str = "offline"  # offline | online | disabled; the WANDB_MODE variable wins
+
+
+@dataclass
+class TrainConfig:
+    data: Any = MISSING
+    model: Any = MISSING
+    split: SplitConfig = field(default_factory=SplitConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+def register_configs() -> None:
+    """Register the schemas that ``configs/*.yaml`` extend."""
+    store = ConfigStore.instance()
+    store.store(name="base_train", node=TrainConfig)
+    store.store(group="data", name="base_synthetic", node=SyntheticDataConfig)
+    store.store(group="data", name="base_csv", node=CsvDataConfig)
+    store.store(group="model", name="base_mlp", node=MlpConfig)
+    store.store(group="model", name="base_distilbert", node=DistilBertConfig)
