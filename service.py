@@ -51,11 +51,10 @@ class FraudDetector:
     model = fraud_model
 
     def __init__(self) -> None:
-        stored = self.model.stored
-        assert stored is not None  # checked at import, above
-        self.scorer = OnnxScorer.from_directory(stored.path)
-        self.model_name = stored.tag.name
-        self.model_version = str(stored.tag.version)
+        # Inside the service, the BentoModel class attribute resolves to the stored model.
+        self.scorer = OnnxScorer.from_directory(self.model.path)
+        self.model_name = self.model.tag.name
+        self.model_version = str(self.model.tag.version)
         self.drift_hook: DriftHook = MonitorDriftLog() if settings.drift_log else NoDriftLog()
 
     @bentoml.api(
