@@ -1,0 +1,187 @@
+"""The real service: `bentoml serve` subprocesses, the real client, raw HTTP, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import bentoml
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_detection.catalog import STORE_NAMES
+from fraud_detection.client import score_frame
+from fraud_detection.drift_log import MONITOR_NAME
+from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.scorer import OnnxScorer
+from tests.conftest import REPO
+from tests.conftest import RunningServer
+from training.data import generate_transactions
+
+
+def transactions(n: int, seed: int = 7) -> list[dict[str, float]]:
+    frame = generate_transactions(max(n, 2), fraud_rate=0.2, seed=seed).head(n)
+    return frame[list(FEATURE_NAMES)].to_dict(orient="records")
+
+
+def stored_scorer(home: Path, kind: str, version: str) -> OnnxScorer:
+    """The model the server loaded, read straight from the store's directory."""
+    return OnnxScorer.from_directory(home / "models" / STORE_NAMES[kind] / version)
+
+
+def test_sync_client_scores_rows_in_order(server: RunningServer, client: bentoml.SyncHTTPClient) -> None:
+    rows = transactions(20)
+    results = client.predict(transactions=rows)
+    assert len(results) == len(rows)
+    # Each row scored alone gives the same probability as inside the batch: order is kept.
+    for row, result in zip(rows[:5], results[:5], strict=True):
+        (alone,) = client.predict(transactions=[row])
+        assert alone["fraud_probability"] == pytest.approx(result["fraud_probability"], abs=1e-6)
+    for result in results:
+        assert 0.0 <= result["fraud_probability"] <= 1.0
+        assert result["model"] == STORE_NAMES[server.kind]
+        assert result["model_version"]
+
+
+def test_decision_uses_stored_threshold(server: RunningServer, trained_store: Path) -> None:
+    rows = transactions(200)
+    response = httpx.post(f"{server.url}/predict", json={"transactions": rows}, timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    scorer = stored_scorer(trained_store, server.kind, body[0]["model_version"])
+    served = np.array([r["fraud_probability"] for r in body])
+    local = scorer.predict_proba(pd.DataFrame(rows)[list(FEATURE_NAMES)].to_numpy(np.float32))
+    np.testing.assert_allclose(served, local, atol=1e-6)
+    assert [r["is_fraud"] for r in body] == (local >= scorer.threshold).tolist()
+    assert any(r["is_fraud"] for r in body), "a fraud-rich sample should raise some alarms"
+
+
+def test_concurrent_requests_are_batched_and_answered_individually(server: RunningServer) -> None:
+    rows = transactions(64, seed=11)
+
+    def one(row: dict[str, float]) -> float:
+        r = httpx.post(f"{server.url}/predict", json={"transactions": [row]}, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()[0]["fraud_probability"]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        concurrent = list(pool.map(one, rows))
+    together = httpx.post(f"{server.url}/predict", json={"transactions": rows}, timeout=30).json()
+    np.testing.assert_allclose(concurrent, [r["fraud_probability"] for r in together], atol=1e-6)
+
+
+def test_score_frame_helper_chunks_a_dataframe(server: RunningServer, client: bentoml.SyncHTTPClient) -> None:
+    frame = pd.DataFrame(transactions(25)).set_index(pd.RangeIndex(100, 125))
+    frame["note"] = "ignored"
+    scored = score_frame(client, frame, chunk_size=7)
+    assert list(scored.index) == list(frame.index)
+    whole = client.predict(transactions=frame[list(FEATURE_NAMES)].to_dict(orient="records"))
+    np.testing.assert_allclose(scored["fraud_probability"], [r["fraud_probability"] for r in whole], atol=1e-6)
+
+
+def test_health_endpoints(server: RunningServer) -> None:
+    assert httpx.get(f"{server.url}/livez").status_code == 200
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def test_drift_hook_logs_every_scored_row(server: RunningServer) -> None:
+    rows = transactions(9, seed=3)
+    response = httpx.post(f"{server.url}/predict", json={"transactions": rows}, timeout=30)
+    assert response.status_code == 200
+    logs = list((server.monitor_dir / MONITOR_NAME / "data").glob("data.*.log"))
+    assert logs, f"no drift log under {server.monitor_dir}"
+    logged = pd.DataFrame(
+        [json.loads(line) for log in logs for line in log.read_text().splitlines() if line.strip()]
+    )
+    assert set(FEATURE_NAMES) | {"fraud_probability", "timestamp", "request_id"} <= set(logged.columns)
+    features = logged[list(FEATURE_NAMES)].to_numpy()
+    for row, result in zip(rows, response.json(), strict=True):
+        # Features are logged as scored (float32), so compare with float32 precision.
+        same = np.isclose(features, [row[c] for c in FEATURE_NAMES], rtol=1e-6, atol=1e-6).all(axis=1)
+        assert same.any(), f"row {row} missing from the drift log"
+        assert logged.loc[same, "fraud_probability"].iloc[-1] == pytest.approx(result["fraud_probability"])
+
+
+GOOD = transactions(1)[0]
+BAD_BODIES = [
+    pytest.param({"transactions": []}, "transactions", id="empty-list"),
+    pytest.param({"transactions": [{**GOOD, "V1": "1.5"}]}, "V1", id="string-for-float"),
+    pytest.param({"transactions": [{**GOOD, "V2": True}]}, "V2", id="boolean-for-float"),
+    pytest.param({"transactions": [{k: v for k, v in GOOD.items() if k != "V3"}]}, "V3", id="missing-field"),
+    pytest.param({"transactions": [{**GOOD, "merchant": 1.0}]}, "merchant", id="extra-field"),
+    pytest.param({"transactions": [{**GOOD, "Amount": -5.0}]}, "Amount", id="negative-amount"),
+    pytest.param({"transactions": [{**GOOD, "V4": 1e300}]}, "V4", id="beyond-float32"),
+    pytest.param({"transactions": [GOOD, {**GOOD, "V28": None}]}, "V28", id="null-second-row"),
+    pytest.param({"rows": [GOOD]}, "transactions", id="wrong-top-level-key"),
+    pytest.param({"transactions": GOOD}, "transactions", id="object-not-list"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_BODIES)
+def test_bad_json_is_a_400_naming_the_field(server: RunningServer, body: dict, field: str) -> None:
+    response = httpx.post(f"{server.url}/predict", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert field in json.dumps(response.json()["detail"])
+    assert httpx.post(f"{server.url}/predict", json={"transactions": [GOOD]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "status", "text"),
+    [
+        pytest.param(b'{"transactions": [{"Time": NaN}]}', "application/json", 400, "finite", id="nan"),
+        pytest.param(b'{"transactions": [{"Time": Infinity}]}', "application/json", 400, "finite", id="inf"),
+        pytest.param(b'{"transactions": [', "application/json", 400, "Invalid JSON", id="truncated-json"),
+        pytest.param(b"not json at all", "application/json", 400, "Invalid JSON", id="not-json"),
+        pytest.param(b"\x80\x04K\x01.", "application/vnd.bentoml+pickle", 415, "pickle", id="pickle"),
+    ],
+)
+def test_malformed_bodies_are_4xx(server: RunningServer, raw: bytes, content_type: str, status: int, text: str) -> None:
+    response = httpx.post(f"{server.url}/predict", content=raw, headers={"Content-Type": content_type}, timeout=30)
+    assert response.status_code == status, response.text
+    assert text in response.text
+    assert httpx.post(f"{server.url}/predict", json={"transactions": [GOOD]}).status_code == 200
+
+
+def test_too_many_rows_is_a_400(trained_store: Path, tmp_path: Path) -> None:
+    from tests.conftest import start_server
+    from tests.conftest import stop_server
+
+    running = start_server(trained_store, tmp_path, "mlp", FRAUD_MAX_ROWS="5", FRAUD_DRIFT_LOG="0")
+    try:
+        ok = httpx.post(f"{running.url}/predict", json={"transactions": transactions(5)}, timeout=30)
+        assert ok.status_code == 200
+        too_many = httpx.post(f"{running.url}/predict", json={"transactions": transactions(6)}, timeout=30)
+        assert too_many.status_code == 400
+        assert "transactions" in too_many.text and "at most 5" in too_many.text
+        assert not (tmp_path / "monitoring").exists(), "FRAUD_DRIFT_LOG=0 must write no drift log"
+    finally:
+        stop_server(running.process)
+
+
+def test_missing_model_fails_at_start_naming_tag_and_command(tmp_path: Path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "empty_home"), "FRAUD_MODEL": "distilbert"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector", "--port", "0"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "fraud-distilbert:latest" in output
+    assert "python -m training model=distilbert" in output
+
+
+def test_serving_path_imports_no_training_stack(trained_store: Path) -> None:
+    code = (
+        "import sys, service; "
+        "bad = [m for m in ('torch', 'hydra', 'wandb', 'lightning', 'transformers') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    env = {**os.environ, "BENTOML_HOME": str(trained_store)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
