@@ -8,9 +8,8 @@ Thin by design: request shape, adaptive batching and wiring. Scoring lives in
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import os
+from typing import Annotated
 
 import bentoml
 from pydantic import Field

@@ -36,5 +36,7 @@ def score_frame(
         for row in client.predict(transactions=chunk):
             results.append(row if isinstance(row, dict) else row.model_dump())
     return pd.DataFrame(
-        results, index=frame.index, columns=["fraud_probability", "is_fraud", "model", "model_version"]
+        results,
+        index=frame.index,
+        columns=["fraud_probability", "is_fraud", "model", "model_version"],
     )

@@ -40,7 +40,10 @@ class MonitorDriftLog:
             with bentoml.monitor(self.monitor_name) as monitor:
                 for column, name in enumerate(FEATURE_NAMES):
                     monitor.log_batch(
-                        features[:, column].tolist(), name=name, role="feature", data_type="numerical"
+                        features[:, column].tolist(),
+                        name=name,
+                        role="feature",
+                        data_type="numerical",
                     )
                 monitor.log_batch(
                     scores.tolist(), name=SCORE_COLUMN, role="prediction", data_type="numerical"
@@ -48,7 +51,9 @@ class MonitorDriftLog:
         except Exception:
             # A broken log sink must not turn a scored request into an error.
             self.failures += 1
-            logger.exception("Drift log failed (%d failures so far); predictions continue", self.failures)
+            logger.exception(
+                "Drift log failed (%d failures so far); predictions continue", self.failures
+            )
 
 
 class NoDriftLog:

@@ -71,7 +71,9 @@ class ModelCard(BaseModel):
         try:
             card = cls.model_validate_json(path.read_text())
         except FileNotFoundError as e:
-            raise ValueError(f"Model card {path} is missing; retrain the model (make models)") from e
+            raise ValueError(
+                f"Model card {path} is missing; retrain the model (make models)"
+            ) from e
         except (ValidationError, json.JSONDecodeError) as e:
             raise ValueError(f"Model card {path} is invalid: {e}") from e
         check_feature_names(card.feature_names, source=str(path))

@@ -43,14 +43,17 @@ class OnnxScorer:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             session = ort.InferenceSession(
-                str(path / ONNX_FILE), sess_options=options, providers=providers or select_providers()
+                str(path / ONNX_FILE),
+                sess_options=options,
+                providers=providers or select_providers(),
             )
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise ValueError(f"Cannot load ONNX graph {path / ONNX_FILE}: {e}") from e
         inputs = session.get_inputs()
         if [i.name for i in inputs] != [card.onnx_input] or inputs[0].shape[-1] != N_FEATURES:
             raise ValueError(
-                f"{path / ONNX_FILE}: expected one input {card.onnx_input!r} of width {N_FEATURES}, "
+                f"{path / ONNX_FILE}: expected one input {card.onnx_input!r} "
+                f"of width {N_FEATURES}, "
                 f"found {[(i.name, i.shape) for i in inputs]}"
             )
         logger.info("Loaded %s model from %s on %s", card.kind, path, session.get_providers())

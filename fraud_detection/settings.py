@@ -33,7 +33,8 @@ class ServingSettings:
     def __post_init__(self) -> None:
         if self.model_kind not in MODEL_KINDS:
             raise ValueError(
-                f"FRAUD_MODEL={self.model_kind!r} is not a model kind; use one of {list(MODEL_KINDS)}"
+                f"FRAUD_MODEL={self.model_kind!r} is not a model kind; "
+                f"use one of {list(MODEL_KINDS)}"
             )
         for name in ("max_batch_size", "max_latency_ms", "max_rows"):
             if getattr(self, name) < 1:

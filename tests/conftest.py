@@ -32,13 +32,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_training(bentoml_home: Path, workdir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+def run_training(
+    bentoml_home: Path, workdir: Path, *overrides: str
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m training`` exactly as a user would, into `bentoml_home`."""
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "WANDB_MODE": "offline"}
     return subprocess.run(
-        [sys.executable, "-m", "training", *overrides, f"hydra.sweep.dir={workdir}/multirun",
-         f"hydra.run.dir={workdir}/run"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "training",
+            *overrides,
+            f"hydra.sweep.dir={workdir}/multirun",
+            f"hydra.run.dir={workdir}/run",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 
@@ -64,11 +76,15 @@ class RunningServer:
         return self.log_file.read_text()
 
 
-def wait_ready(url: str, process: subprocess.Popen[str], log_file: Path, timeout: float = 120) -> None:
+def wait_ready(
+    url: str, process: subprocess.Popen[str], log_file: Path, timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited with {process.returncode}:\n{log_file.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"bentoml serve exited with {process.returncode}:\n{log_file.read_text()[-3000:]}"
+            )
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
@@ -78,7 +94,9 @@ def wait_ready(url: str, process: subprocess.Popen[str], log_file: Path, timeout
     raise TimeoutError(f"{url} not ready after {timeout}s:\n{log_file.read_text()[-3000:]}")
 
 
-def start_server(bentoml_home: Path, workdir: Path, kind: str, **env_overrides: str) -> RunningServer:
+def start_server(
+    bentoml_home: Path, workdir: Path, kind: str, **env_overrides: str
+) -> RunningServer:
     """Start ``bentoml serve service:FraudDetector`` on a free loopback port."""
     port = free_port()
     monitor_dir = workdir / "monitoring"
@@ -91,9 +109,22 @@ def start_server(bentoml_home: Path, workdir: Path, kind: str, **env_overrides: 
         **env_overrides,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=log_file.open("w"), stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "service:FraudDetector",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log_file.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -102,7 +133,9 @@ def start_server(bentoml_home: Path, workdir: Path, kind: str, **env_overrides: 
     except BaseException:
         stop_server(process)
         raise
-    return RunningServer(kind=kind, url=url, process=process, monitor_dir=monitor_dir, log_file=log_file)
+    return RunningServer(
+        kind=kind, url=url, process=process, monitor_dir=monitor_dir, log_file=log_file
+    )
 
 
 def stop_server(process: subprocess.Popen[str]) -> None:
@@ -116,7 +149,9 @@ def stop_server(process: subprocess.Popen[str]) -> None:
 
 
 @pytest.fixture(scope="module", params=["mlp", "distilbert"])
-def server(request: pytest.FixtureRequest, trained_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(
+    request: pytest.FixtureRequest, trained_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     """A real server for each model kind (module scope: started once per kind)."""
     workdir = tmp_path_factory.mktemp(f"serve_{request.param}")
     running = start_server(trained_store, workdir, request.param)

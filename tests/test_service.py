@@ -35,7 +35,9 @@ def stored_scorer(home: Path, kind: str, version: str) -> OnnxScorer:
     return OnnxScorer.from_directory(home / "models" / STORE_NAMES[kind] / version)
 
 
-def test_sync_client_scores_rows_in_order(server: RunningServer, client: bentoml.SyncHTTPClient) -> None:
+def test_sync_client_scores_rows_in_order(
+    server: RunningServer, client: bentoml.SyncHTTPClient
+) -> None:
     rows = transactions(20)
     results = client.predict(transactions=rows)
     assert len(results) == len(rows)
@@ -76,13 +78,17 @@ def test_concurrent_requests_are_batched_and_answered_individually(server: Runni
     np.testing.assert_allclose(concurrent, [r["fraud_probability"] for r in together], atol=1e-6)
 
 
-def test_score_frame_helper_chunks_a_dataframe(server: RunningServer, client: bentoml.SyncHTTPClient) -> None:
+def test_score_frame_helper_chunks_a_dataframe(
+    server: RunningServer, client: bentoml.SyncHTTPClient
+) -> None:
     frame = pd.DataFrame(transactions(25)).set_index(pd.RangeIndex(100, 125))
     frame["note"] = "ignored"
     scored = score_frame(client, frame, chunk_size=7)
     assert list(scored.index) == list(frame.index)
     whole = client.predict(transactions=frame[list(FEATURE_NAMES)].to_dict(orient="records"))
-    np.testing.assert_allclose(scored["fraud_probability"], [r["fraud_probability"] for r in whole], atol=1e-6)
+    np.testing.assert_allclose(
+        scored["fraud_probability"], [r["fraud_probability"] for r in whole], atol=1e-6
+    )
 
 
 def test_health_endpoints(server: RunningServer) -> None:
@@ -99,13 +105,19 @@ def test_drift_hook_logs_every_scored_row(server: RunningServer) -> None:
     logged = pd.DataFrame(
         [json.loads(line) for log in logs for line in log.read_text().splitlines() if line.strip()]
     )
-    assert set(FEATURE_NAMES) | {"fraud_probability", "timestamp", "request_id"} <= set(logged.columns)
+    assert set(FEATURE_NAMES) | {"fraud_probability", "timestamp", "request_id"} <= set(
+        logged.columns
+    )
     features = logged[list(FEATURE_NAMES)].to_numpy()
     for row, result in zip(rows, response.json(), strict=True):
         # Features are logged as scored (float32), so compare with float32 precision.
-        same = np.isclose(features, [row[c] for c in FEATURE_NAMES], rtol=1e-6, atol=1e-6).all(axis=1)
+        same = np.isclose(features, [row[c] for c in FEATURE_NAMES], rtol=1e-6, atol=1e-6).all(
+            axis=1
+        )
         assert same.any(), f"row {row} missing from the drift log"
-        assert logged.loc[same, "fraud_probability"].iloc[-1] == pytest.approx(result["fraud_probability"])
+        assert logged.loc[same, "fraud_probability"].iloc[-1] == pytest.approx(
+            result["fraud_probability"]
+        )
 
 
 GOOD = transactions(1)[0]
@@ -113,7 +125,9 @@ BAD_BODIES = [
     pytest.param({"transactions": []}, "transactions", id="empty-list"),
     pytest.param({"transactions": [{**GOOD, "V1": "1.5"}]}, "V1", id="string-for-float"),
     pytest.param({"transactions": [{**GOOD, "V2": True}]}, "V2", id="boolean-for-float"),
-    pytest.param({"transactions": [{k: v for k, v in GOOD.items() if k != "V3"}]}, "V3", id="missing-field"),
+    pytest.param(
+        {"transactions": [{k: v for k, v in GOOD.items() if k != "V3"}]}, "V3", id="missing-field"
+    ),
     pytest.param({"transactions": [{**GOOD, "merchant": 1.0}]}, "merchant", id="extra-field"),
     pytest.param({"transactions": [{**GOOD, "Amount": -5.0}]}, "Amount", id="negative-amount"),
     pytest.param({"transactions": [{**GOOD, "V4": 1e300}]}, "V4", id="beyond-float32"),
@@ -134,15 +148,27 @@ def test_bad_json_is_a_400_naming_the_field(server: RunningServer, body: dict, f
 @pytest.mark.parametrize(
     ("raw", "content_type", "status", "text"),
     [
-        pytest.param(b'{"transactions": [{"Time": NaN}]}', "application/json", 400, "finite", id="nan"),
-        pytest.param(b'{"transactions": [{"Time": Infinity}]}', "application/json", 400, "finite", id="inf"),
-        pytest.param(b'{"transactions": [', "application/json", 400, "Invalid JSON", id="truncated-json"),
+        pytest.param(
+            b'{"transactions": [{"Time": NaN}]}', "application/json", 400, "finite", id="nan"
+        ),
+        pytest.param(
+            b'{"transactions": [{"Time": Infinity}]}', "application/json", 400, "finite", id="inf"
+        ),
+        pytest.param(
+            b'{"transactions": [', "application/json", 400, "Invalid JSON", id="truncated-json"
+        ),
         pytest.param(b"not json at all", "application/json", 400, "Invalid JSON", id="not-json"),
-        pytest.param(b"\x80\x04K\x01.", "application/vnd.bentoml+pickle", 415, "pickle", id="pickle"),
+        pytest.param(
+            b"\x80\x04K\x01.", "application/vnd.bentoml+pickle", 415, "pickle", id="pickle"
+        ),
     ],
 )
-def test_malformed_bodies_are_4xx(server: RunningServer, raw: bytes, content_type: str, status: int, text: str) -> None:
-    response = httpx.post(f"{server.url}/predict", content=raw, headers={"Content-Type": content_type}, timeout=30)
+def test_malformed_bodies_are_4xx(
+    server: RunningServer, raw: bytes, content_type: str, status: int, text: str
+) -> None:
+    response = httpx.post(
+        f"{server.url}/predict", content=raw, headers={"Content-Type": content_type}, timeout=30
+    )
     assert response.status_code == status, response.text
     assert text in response.text
     assert httpx.post(f"{server.url}/predict", json={"transactions": [GOOD]}).status_code == 200
@@ -154,9 +180,13 @@ def test_too_many_rows_is_a_400(trained_store: Path, tmp_path: Path) -> None:
 
     running = start_server(trained_store, tmp_path, "mlp", FRAUD_MAX_ROWS="5", FRAUD_DRIFT_LOG="0")
     try:
-        ok = httpx.post(f"{running.url}/predict", json={"transactions": transactions(5)}, timeout=30)
+        ok = httpx.post(
+            f"{running.url}/predict", json={"transactions": transactions(5)}, timeout=30
+        )
         assert ok.status_code == 200
-        too_many = httpx.post(f"{running.url}/predict", json={"transactions": transactions(6)}, timeout=30)
+        too_many = httpx.post(
+            f"{running.url}/predict", json={"transactions": transactions(6)}, timeout=30
+        )
         assert too_many.status_code == 400
         assert "transactions" in too_many.text and "at most 5" in too_many.text
         assert not (tmp_path / "monitoring").exists(), "FRAUD_DRIFT_LOG=0 must write no drift log"
@@ -168,7 +198,11 @@ def test_missing_model_fails_at_start_naming_tag_and_command(tmp_path: Path) -> 
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "empty_home"), "FRAUD_MODEL": "distilbert"}
     result = subprocess.run(
         [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector", "--port", "0"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr
@@ -179,9 +213,12 @@ def test_missing_model_fails_at_start_naming_tag_and_command(tmp_path: Path) -> 
 def test_serving_path_imports_no_training_stack(trained_store: Path) -> None:
     code = (
         "import sys, service; "
-        "bad = [m for m in ('torch', 'hydra', 'wandb', 'lightning', 'transformers') if m in sys.modules]; "
+        "heavy = ('torch', 'hydra', 'wandb', 'lightning', 'transformers'); "
+        "bad = [m for m in heavy if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     env = {**os.environ, "BENTOML_HOME": str(trained_store)}
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,10 +1,10 @@
 """Hydra entry point.
 
-    python -m training                                  # MLP on the embedded synthetic data
-    python -m training model=distilbert                 # tiny DistilBERT
-    python -m training -m model=mlp,distilbert          # both
-    python -m training data=csv data.path=creditcard.csv.gz
-    python -m training model=distilbert model.pretrained=/path/to/saved/distilbert
+python -m training                                  # MLP on the embedded synthetic data
+python -m training model=distilbert                 # tiny DistilBERT
+python -m training -m model=mlp,distilbert          # both
+python -m training data=csv data.path=creditcard.csv.gz
+python -m training model=distilbert model.pretrained=/path/to/saved/distilbert
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ def main(cfg: DictConfig) -> None:
         wandb_mode=os.environ.get("WANDB_MODE", cfg.wandb.mode),
         output_dir=Path(HydraConfig.get().runtime.output_dir),
     )
-    print(f"{report.tag}: test AUPRC {report.metrics['average_precision']:.4f}, "
-          f"trained in {report.training_seconds:.1f} s")
+    print(
+        f"{report.tag}: test AUPRC {report.metrics['average_precision']:.4f}, "
+        f"trained in {report.training_seconds:.1f} s"
+    )
 
 
 if __name__ == "__main__":

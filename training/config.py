@@ -87,7 +87,7 @@ class MlpConfig(ModelConfig):
 class DistilBertConfig(ModelConfig):
     kind: str = "distilbert"
     network: DistilBertNetworkConfig = field(default_factory=DistilBertNetworkConfig)
-    #: Local directory with pretrained DistilBERT weights (``save_pretrained`` layout); never a hub id.
+    #: Local directory of pretrained DistilBERT weights (``save_pretrained`` layout), not a hub id.
     pretrained: Optional[str] = None  # noqa: UP045
 
 

@@ -52,7 +52,9 @@ def export_onnx(network: nn.Module, path: Path, example: np.ndarray) -> None:
         )
 
 
-def torch_probabilities(network: nn.Module, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+def torch_probabilities(
+    network: nn.Module, features: np.ndarray, batch_size: int = 4096
+) -> np.ndarray:
     """Probabilities from the torch network in eval mode, batched, on the network's device."""
     module = ProbabilityHead(network).eval()
     device = next(network.parameters()).device
@@ -64,12 +66,16 @@ def torch_probabilities(network: nn.Module, features: np.ndarray, batch_size: in
     return np.concatenate(out)
 
 
-def check_parity(network: nn.Module, path: Path, features: np.ndarray, tolerance: float = 1e-4) -> float:
+def check_parity(
+    network: nn.Module, path: Path, features: np.ndarray, tolerance: float = 1e-4
+) -> float:
     """Max |p_onnx - p_torch| over `features`; raises `OnnxParityError` above `tolerance`."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (onnx_p,) = session.run([ONNX_OUTPUT], {ONNX_INPUT: features.astype(np.float32)})
     diff = float(np.max(np.abs(onnx_p.reshape(-1) - torch_probabilities(network, features))))
     if not diff < tolerance:
-        raise OnnxParityError(f"ONNX export of {path.name} differs from torch by {diff:.2e} (tolerance {tolerance})")
+        raise OnnxParityError(
+            f"ONNX export of {path.name} differs from torch by {diff:.2e} (tolerance {tolerance})"
+        )
     logger.info("ONNX parity on %d rows: max abs diff %.2e", len(features), diff)
     return diff

@@ -76,15 +76,22 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
     )
     logger.info(
         "Data %s: %d rows (%d frauds); train/val/test = %d/%d/%d",
-        describe_source(cfg.data), len(frame), int(frame["Class"].sum()),
-        len(splits.train), len(splits.validation), len(splits.test),
+        describe_source(cfg.data),
+        len(frame),
+        int(frame["Class"].sum()),
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test),
     )
     scaler = FeatureScaler.fit(splits.train.features)
     torch.manual_seed(cfg.trainer.seed)
     network = instantiate(cfg.model.network, preprocessing=scaler.to_module())
     tracker = RunTracker(
-        project=cfg.wandb.project, name=f"fraud-{cfg.model.kind}", mode=wandb_mode,
-        directory=output_dir, config=resolved,
+        project=cfg.wandb.project,
+        name=f"fraud-{cfg.model.kind}",
+        mode=wandb_mode,
+        directory=output_dir,
+        config=resolved,
     )
     started = time.perf_counter()
     history = fit(
@@ -109,10 +116,14 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
     test_scores = torch_probabilities(network, splits.test.features)
     metrics, confusion = evaluate(splits.test.labels, test_scores, threshold.value)
     tracker.log_evaluation(splits.test.labels, test_scores, threshold.value, metrics)
-    logger.info("Test metrics of %s: %s", cfg.model.kind, {k: round(v, 4) for k, v in metrics.items()})
+    logger.info(
+        "Test metrics of %s: %s", cfg.model.kind, {k: round(v, 4) for k, v in metrics.items()}
+    )
 
     rng = np.random.default_rng(cfg.split.seed)
-    rows = rng.choice(len(splits.train), size=min(cfg.export.reference_rows, len(splits.train)), replace=False)
+    rows = rng.choice(
+        len(splits.train), size=min(cfg.export.reference_rows, len(splits.train)), replace=False
+    )
     reference = pd.DataFrame(splits.train.features[rows], columns=list(FEATURE_NAMES))
     reference["fraud_probability"] = torch_probabilities(network, splits.train.features[rows])
 
@@ -140,4 +151,6 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         )
         model = save_to_store(card, onnx_path, reference)
     tracker.finish()
-    return TrainReport(tag=str(model.tag), metrics=metrics, training_seconds=training_seconds, history=history)
+    return TrainReport(
+        tag=str(model.tag), metrics=metrics, training_seconds=training_seconds, history=history
+    )

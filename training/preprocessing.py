@@ -28,7 +28,9 @@ class FeatureScaler:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, train_features: np.ndarray, log1p_features: tuple[str, ...] = LOG1P_FEATURES) -> FeatureScaler:
+    def fit(
+        cls, train_features: np.ndarray, log1p_features: tuple[str, ...] = LOG1P_FEATURES
+    ) -> FeatureScaler:
         """Learn mean and scale from the training split only."""
         mask = np.array([name in log1p_features for name in FEATURE_NAMES])
         x = train_features.astype(np.float64).copy()
@@ -38,7 +40,9 @@ class FeatureScaler:
 
     def to_card(self) -> Preprocessing:
         return Preprocessing(
-            log1p_features=list(self.log1p_features), mean=self.mean.tolist(), scale=self.scale.tolist()
+            log1p_features=list(self.log1p_features),
+            mean=self.mean.tolist(),
+            scale=self.scale.tolist(),
         )
 
     def to_module(self) -> ScaleFeatures:

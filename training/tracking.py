@@ -18,13 +18,20 @@ class RunTracker:
     ``disabled`` (tests).
     """
 
-    def __init__(self, *, project: str, name: str, mode: str, directory: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self, *, project: str, name: str, mode: str, directory: Path, config: dict[str, Any]
+    ) -> None:
         import wandb
 
         directory.mkdir(parents=True, exist_ok=True)
         self._wandb = wandb
         self.run = wandb.init(
-            project=project, name=name, mode=mode, dir=str(directory), config=config, reinit="finish_previous"
+            project=project,
+            name=name,
+            mode=mode,
+            dir=str(directory),
+            config=config,
+            reinit="finish_previous",
         )
 
     def log_epoch(self, record: dict[str, float]) -> None:
@@ -37,7 +44,9 @@ class RunTracker:
         probabilities = np.column_stack([1.0 - scores, scores])
         self.run.log(
             {
-                "test/pr_curve": wandb.plot.pr_curve(labels, probabilities, labels=["genuine", "fraud"]),
+                "test/pr_curve": wandb.plot.pr_curve(
+                    labels, probabilities, labels=["genuine", "fraud"]
+                ),
                 "test/confusion_matrix": wandb.plot.confusion_matrix(
                     y_true=labels.tolist(),
                     preds=(scores >= threshold).astype(int).tolist(),

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 
-import numpy as np
 import torch
 from sklearn.metrics import average_precision_score
 from torch import nn
@@ -90,7 +89,10 @@ def fit(
             ),
         }
         history.epochs.append(record)
-        progress.set_postfix(loss=f"{record['train_loss']:.4f}", val_ap=f"{record['validation_average_precision']:.4f}")
+        progress.set_postfix(
+            loss=f"{record['train_loss']:.4f}",
+            val_ap=f"{record['validation_average_precision']:.4f}",
+        )
         if on_epoch is not None:
             on_epoch(record)
         if record["validation_average_precision"] > history.best_validation_ap:

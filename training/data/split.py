@@ -50,4 +50,6 @@ def split_dataset(
         stratify=rest[TARGET_NAME],
         random_state=seed,
     )
-    return DatasetSplits(Split.from_frame(train), Split.from_frame(validation), Split.from_frame(test))
+    return DatasetSplits(
+        Split.from_frame(train), Split.from_frame(validation), Split.from_frame(test)
+    )

@@ -18,15 +18,33 @@ from fraud_detection.schema import TARGET_NAME
 
 # Per-feature (genuine mean, genuine std, fraud mean, fraud std) for V1..V28.
 _V_PROFILE: tuple[tuple[float, float, float, float], ...] = (
-    (-0.06, 1.82, -4.50, 6.69), (0.06, 1.60, 3.43, 4.11), (0.23, 1.40, -6.76, 6.94),
-    (-0.01, 1.40, 4.50, 2.85), (0.00, 1.30, -2.90, 5.43), (0.04, 1.33, -1.50, 1.67),
-    (0.02, 1.15, -5.14, 6.79), (0.00, 1.10, 1.16, 5.33), (0.09, 1.10, -2.51, 2.45),
-    (-0.02, 1.05, -5.38, 4.60), (0.11, 1.04, 3.64, 2.66), (-0.11, 1.10, -6.04, 4.51),
-    (0.09, 1.04, -0.10, 1.15), (0.08, 0.94, -6.81, 4.24), (0.03, 0.92, -0.10, 1.03),
-    (0.00, 0.83, -3.84, 3.84), (0.05, 0.75, -6.22, 7.09), (-0.03, 0.82, -2.08, 2.95),
-    (0.01, 0.80, 0.56, 1.57), (0.02, 0.79, 0.40, 1.28), (-0.01, 0.70, 0.43, 2.38),
-    (-0.03, 0.70, 0.02, 1.08), (-0.01, 0.56, -0.21, 1.70), (0.01, 0.60, -0.12, 0.52),
-    (0.03, 0.49, 0.07, 0.85), (-0.01, 0.48, 0.05, 0.47), (0.02, 0.36, 0.23, 1.20),
+    (-0.06, 1.82, -4.50, 6.69),
+    (0.06, 1.60, 3.43, 4.11),
+    (0.23, 1.40, -6.76, 6.94),
+    (-0.01, 1.40, 4.50, 2.85),
+    (0.00, 1.30, -2.90, 5.43),
+    (0.04, 1.33, -1.50, 1.67),
+    (0.02, 1.15, -5.14, 6.79),
+    (0.00, 1.10, 1.16, 5.33),
+    (0.09, 1.10, -2.51, 2.45),
+    (-0.02, 1.05, -5.38, 4.60),
+    (0.11, 1.04, 3.64, 2.66),
+    (-0.11, 1.10, -6.04, 4.51),
+    (0.09, 1.04, -0.10, 1.15),
+    (0.08, 0.94, -6.81, 4.24),
+    (0.03, 0.92, -0.10, 1.03),
+    (0.00, 0.83, -3.84, 3.84),
+    (0.05, 0.75, -6.22, 7.09),
+    (-0.03, 0.82, -2.08, 2.95),
+    (0.01, 0.80, 0.56, 1.57),
+    (0.02, 0.79, 0.40, 1.28),
+    (-0.01, 0.70, 0.43, 2.38),
+    (-0.03, 0.70, 0.02, 1.08),
+    (-0.01, 0.56, -0.21, 1.70),
+    (0.01, 0.60, -0.12, 0.52),
+    (0.03, 0.49, 0.07, 0.85),
+    (-0.01, 0.48, 0.05, 0.47),
+    (0.02, 0.36, 0.23, 1.20),
     (0.00, 0.33, 0.07, 0.52),
 )
 _SECONDS_PER_DAY = 86_400
@@ -37,7 +55,9 @@ _GENUINE_HOURLY = np.array(
 _T_DF = 5.0  # Student-t degrees of freedom: heavier tails than a Gaussian, as in real V's
 
 
-def generate_transactions(n_rows: int, *, fraud_rate: float = 0.0017, seed: int = 0) -> pd.DataFrame:
+def generate_transactions(
+    n_rows: int, *, fraud_rate: float = 0.0017, seed: int = 0
+) -> pd.DataFrame:
     """`n_rows` transactions (Time, V1..V28, Amount, Class); same seed, same frame.
 
     At least one fraud and one genuine row are always present.
@@ -72,7 +92,11 @@ def generate_transactions(n_rows: int, *, fraud_rate: float = 0.0017, seed: int 
     amount_fraud = np.where(
         rng.random(n_fraud) < 0.06,
         0.0,
-        np.where(small, rng.lognormal(np.log(2.0), 1.0, n_fraud), rng.lognormal(np.log(90.0), 1.2, n_fraud)),
+        np.where(
+            small,
+            rng.lognormal(np.log(2.0), 1.0, n_fraud),
+            rng.lognormal(np.log(90.0), 1.2, n_fraud),
+        ),
     )
 
     frame = pd.DataFrame(
@@ -85,7 +109,9 @@ def generate_transactions(n_rows: int, *, fraud_rate: float = 0.0017, seed: int 
         ),
         columns=list(COLUMN_NAMES[:-1]),
     )
-    frame[TARGET_NAME] = np.r_[np.zeros(n_genuine, dtype=np.int64), np.ones(n_fraud, dtype=np.int64)]
+    frame[TARGET_NAME] = np.r_[
+        np.zeros(n_genuine, dtype=np.int64), np.ones(n_fraud, dtype=np.int64)
+    ]
     # Sort by time, like the real file; ties broken by a seeded permutation.
     order = np.lexsort((rng.permutation(n_rows), frame["Time"].to_numpy()))
     return frame.iloc[order].reset_index(drop=True)

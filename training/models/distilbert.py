@@ -11,7 +11,13 @@ from fraud_detection.schema import N_FEATURES
 
 
 def build_encoder(
-    *, dim: int, n_layers: int, n_heads: int, hidden_dim: int, dropout: float, pretrained: str | None
+    *,
+    dim: int,
+    n_layers: int,
+    n_heads: int,
+    hidden_dim: int,
+    dropout: float,
+    pretrained: str | None,
 ) -> DistilBertModel:
     """A fresh DistilBERT of the given size, or pretrained weights from a local directory.
 
@@ -19,7 +25,9 @@ def build_encoder(
     hub at run time; save a model with ``save_pretrained`` (or a hub snapshot) and point to it.
     """
     if pretrained:
-        return DistilBertModel.from_pretrained(pretrained, local_files_only=True, attn_implementation="eager")
+        return DistilBertModel.from_pretrained(
+            pretrained, local_files_only=True, attn_implementation="eager"
+        )
     config = DistilBertConfig(
         dim=dim,
         n_layers=n_layers,
@@ -52,7 +60,12 @@ class FraudDistilBert(nn.Module):
         super().__init__()
         self.preprocessing = preprocessing
         self.encoder = build_encoder(
-            dim=dim, n_layers=n_layers, n_heads=n_heads, hidden_dim=hidden_dim, dropout=dropout, pretrained=pretrained
+            dim=dim,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            hidden_dim=hidden_dim,
+            dropout=dropout,
+            pretrained=pretrained,
         )
         width = self.encoder.config.dim
         self.feature_weight = nn.Parameter(torch.randn(N_FEATURES, width) * 0.02)

@@ -13,7 +13,12 @@ from fraud_detection.schema import N_FEATURES
 class FraudMLP(nn.Module):
     """Raw features -> scaling -> [Linear, GELU, Dropout] * len(hidden_sizes) -> fraud logit."""
 
-    def __init__(self, preprocessing: nn.Module, hidden_sizes: Sequence[int] = (128, 64), dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        preprocessing: nn.Module,
+        hidden_sizes: Sequence[int] = (128, 64),
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         self.preprocessing = preprocessing
         layers: list[nn.Module] = []
