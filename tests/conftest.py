@@ -54,14 +54,26 @@ def run_training(
     )
 
 
+@dataclass(frozen=True)
+class TrainedStore:
+    home: Path  # BENTOML_HOME holding fraud-mlp and fraud-distilbert
+    workdir: Path  # Hydra's output folders (W&B offline runs inside)
+    output: str  # what the training command printed
+
+
 @pytest.fixture(scope="session")
-def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A BentoML home holding fraud-mlp and fraud-distilbert, trained by the Hydra app."""
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
+    """Both models, trained by the Hydra app (multirun) on tiny synthetic data."""
     home = tmp_path_factory.mktemp("bentoml_home")
     workdir = tmp_path_factory.mktemp("training_run")
     result = run_training(home, workdir, "-m", "model=mlp,distilbert", *TINY_TRAINING)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return home
+    return TrainedStore(home=home, workdir=workdir, output=result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="session")
+def trained_store(trained: TrainedStore) -> Path:
+    return trained.home
 
 
 @dataclass

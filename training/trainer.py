@@ -78,7 +78,7 @@ def fit(
             loss = loss_fn(network(x), y)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             seen += len(idx)
         val_scores = torch_probabilities(network, splits.validation.features)
         record = {

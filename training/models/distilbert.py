@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from transformers import DistilBertConfig
@@ -25,6 +27,11 @@ def build_encoder(
     hub at run time; save a model with ``save_pretrained`` (or a hub snapshot) and point to it.
     """
     if pretrained:
+        if not (Path(pretrained) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"model.pretrained={pretrained}: not a directory saved with save_pretrained "
+                "(config.json + weights). Hub ids are not downloaded; save the model locally first."
+            )
         return DistilBertModel.from_pretrained(
             pretrained, local_files_only=True, attn_implementation="eager"
         )
