@@ -52,6 +52,10 @@ _SECONDS_PER_DAY = 86_400
 _GENUINE_HOURLY = np.array(
     [0.6, 0.35, 0.2, 0.15, 0.15, 0.2, 0.35, 0.6, 0.9] + [1.0] * 13 + [0.9, 0.8]
 )
+# Variance of the severity mixture below: 0.75 * U(0.7, 1.7) + 0.25 * U(0, 0.3).
+_SEVERITY_VAR = (
+    0.75 * (1 / 12 + 1.2**2) + 0.25 * (0.09 / 12 + 0.15**2) - (0.75 * 1.2 + 0.25 * 0.15) ** 2
+)
 _T_DF = 5.0  # Student-t degrees of freedom: heavier tails than a Gaussian, as in real V's
 
 
@@ -77,8 +81,13 @@ def generate_transactions(
     # Severity ~1 for overt frauds (75%), ~0.15 for subtle ones that look almost genuine.
     overt = rng.random(n_fraud) < 0.75
     severity = np.where(overt, rng.uniform(0.7, 1.7, n_fraud), rng.uniform(0.0, 0.3, n_fraud))
-    fraud_center = profile[:, 0] + severity[:, None] * (profile[:, 2] - profile[:, 0])
-    v_fraud = fraud_center + rng.normal(size=(n_fraud, 28)) * (0.5 * profile[:, 3])
+    shift = profile[:, 2] - profile[:, 0]
+    fraud_center = profile[:, 0] + severity[:, None] * shift
+    # Within-severity spread chosen so the total fraud std matches the real one.
+    within_var = np.maximum(
+        profile[:, 3] ** 2 - _SEVERITY_VAR * shift**2, (0.25 * profile[:, 3]) ** 2
+    )
+    v_fraud = fraud_center + rng.normal(size=(n_fraud, 28)) * np.sqrt(within_var)
 
     hours = rng.choice(24, size=n_genuine, p=_GENUINE_HOURLY / _GENUINE_HOURLY.sum())
     t_genuine = rng.integers(0, 2, n_genuine) * _SECONDS_PER_DAY + hours * 3600
