@@ -1,4 +1,5 @@
-"""The training loop: class-weighted BCE, early stopping on validation average precision."""
+"""The training loop: class-weighted BCE, early stopping on validation average precision
+(ties broken by validation log loss)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import field
 
 import torch
 from sklearn.metrics import average_precision_score
+from sklearn.metrics import log_loss
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -28,6 +30,17 @@ class TrainingHistory:
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     best_validation_ap: float = float("-inf")
+    best_validation_loss: float = float("inf")
+
+
+def _improves(record: dict[str, float], history: TrainingHistory) -> bool:
+    """Higher validation AP wins; on a tie (small validation sets often reach AP = 1.0
+    within a few epochs) the lower validation log loss wins."""
+    ap = record["validation_average_precision"]
+    if ap > history.best_validation_ap + 1e-9:
+        return True
+    tied = abs(ap - history.best_validation_ap) <= 1e-9
+    return tied and record["validation_log_loss"] < history.best_validation_loss
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,6 +100,9 @@ def fit(
             "validation_average_precision": float(
                 average_precision_score(splits.validation.labels, val_scores)
             ),
+            "validation_log_loss": float(
+                log_loss(splits.validation.labels, val_scores, labels=[0, 1])
+            ),
         }
         history.epochs.append(record)
         progress.set_postfix(
@@ -95,8 +111,9 @@ def fit(
         )
         if on_epoch is not None:
             on_epoch(record)
-        if record["validation_average_precision"] > history.best_validation_ap:
+        if _improves(record, history):
             history.best_validation_ap = record["validation_average_precision"]
+            history.best_validation_loss = record["validation_log_loss"]
             history.best_epoch = epoch
             best_state = copy.deepcopy(network.state_dict())
         elif epoch - history.best_epoch >= patience:

@@ -52,10 +52,24 @@ _SECONDS_PER_DAY = 86_400
 _GENUINE_HOURLY = np.array(
     [0.6, 0.35, 0.2, 0.15, 0.15, 0.2, 0.35, 0.6, 0.9] + [1.0] * 13 + [0.9, 0.8]
 )
-# Variance of the severity mixture below: 0.75 * U(0.7, 1.7) + 0.25 * U(0, 0.3).
-_SEVERITY_VAR = (
-    0.75 * (1 / 12 + 1.2**2) + 0.25 * (0.09 / 12 + 0.15**2) - (0.75 * 1.2 + 0.25 * 0.15) ** 2
-)
+# Fraud severity: a mixture of overt frauds, U(0.7, 1.7), and subtle ones, U(0.05, 0.35),
+# that look almost genuine.
+_OVERT_SHARE = 0.85
+_OVERT = (0.7, 1.7)
+_SUBTLE = (0.05, 0.35)
+
+
+def _uniform_moments(low: float, high: float) -> tuple[float, float]:
+    mean = (low + high) / 2
+    return mean, (high - low) ** 2 / 12 + mean**2
+
+
+def _severity_variance() -> float:
+    (m1, s1), (m2, s2) = _uniform_moments(*_OVERT), _uniform_moments(*_SUBTLE)
+    mean = _OVERT_SHARE * m1 + (1 - _OVERT_SHARE) * m2
+    return _OVERT_SHARE * s1 + (1 - _OVERT_SHARE) * s2 - mean**2
+
+
 _T_DF = 5.0  # Student-t degrees of freedom: heavier tails than a Gaussian, as in real V's
 
 
@@ -78,14 +92,13 @@ def generate_transactions(
     t_scale = profile[:, 1] / np.sqrt(_T_DF / (_T_DF - 2.0))
     v_genuine = profile[:, 0] + rng.standard_t(_T_DF, size=(n_genuine, 28)) * t_scale
 
-    # Severity ~1 for overt frauds (75%), ~0.15 for subtle ones that look almost genuine.
-    overt = rng.random(n_fraud) < 0.75
-    severity = np.where(overt, rng.uniform(0.7, 1.7, n_fraud), rng.uniform(0.0, 0.3, n_fraud))
+    overt = rng.random(n_fraud) < _OVERT_SHARE
+    severity = np.where(overt, rng.uniform(*_OVERT, n_fraud), rng.uniform(*_SUBTLE, n_fraud))
     shift = profile[:, 2] - profile[:, 0]
     fraud_center = profile[:, 0] + severity[:, None] * shift
     # Within-severity spread chosen so the total fraud std matches the real one.
     within_var = np.maximum(
-        profile[:, 3] ** 2 - _SEVERITY_VAR * shift**2, (0.25 * profile[:, 3]) ** 2
+        profile[:, 3] ** 2 - _severity_variance() * shift**2, (0.25 * profile[:, 3]) ** 2
     )
     v_fraud = fraud_center + rng.normal(size=(n_fraud, 28)) * np.sqrt(within_var)
 
