@@ -50,9 +50,7 @@ if TYPE_CHECKING:
 else:
     Transaction = create_model(
         "Transaction",
-        __config__=ConfigDict(
-            extra="forbid", json_schema_extra={"examples": [EXAMPLE_TRANSACTION]}
-        ),
+        __config__=ConfigDict(extra="forbid"),
         __doc__="One card transaction: the 30 features of the ULB schema, every field required.",
         **{name: _feature_field(name) for name in FEATURE_NAMES},
     )

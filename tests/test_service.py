@@ -96,6 +96,16 @@ def test_health_endpoints(server: RunningServer) -> None:
     assert httpx.get(f"{server.url}/readyz").status_code == 200
 
 
+def test_openapi_document_describes_the_request(server: RunningServer) -> None:
+    response = httpx.get(f"{server.url}/docs.json", timeout=30)
+    assert response.status_code == 200, response.text
+    spec = response.json()
+    assert "/predict" in spec["paths"]
+    transaction = next(v for k, v in spec["components"]["schemas"].items() if "Transaction" in k)
+    assert list(transaction["properties"]) == list(FEATURE_NAMES)
+    assert set(transaction["required"]) == set(FEATURE_NAMES)
+
+
 def test_drift_hook_logs_every_scored_row(server: RunningServer) -> None:
     rows = transactions(9, seed=3)
     response = httpx.post(f"{server.url}/predict", json={"transactions": rows}, timeout=30)
