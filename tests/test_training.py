@@ -33,8 +33,8 @@ from training.evaluation import evaluate
 from training.export import OnnxParityError
 from training.export import check_parity
 from training.export import export_onnx
+from training.pipeline import fit_from_config
 from training.preprocessing import FeatureScaler
-from training.trainer import fit
 
 register_configs()
 
@@ -94,19 +94,11 @@ def test_typos_fail_loudly(bad: str) -> None:
 
 @pytest.mark.parametrize("model", ["mlp", "distilbert"])
 def test_fit_lowers_the_loss_and_beats_a_trivial_model(splits, model: str) -> None:
-    cfg = compose_config(f"model={model}", "model.max_epochs=4", "trainer.patience=4")
-    network = build_network(splits, f"model={model}")
-    history = fit(
-        network,
-        splits,
-        optimizer_factory=instantiate(cfg.model.optimizer),
-        max_epochs=cfg.model.max_epochs,
-        batch_size=cfg.model.batch_size,
-        patience=cfg.trainer.patience,
-        class_weight_power=cfg.trainer.class_weight_power,
-        seed=0,
-        device=torch.device("cpu"),
+    cfg = compose_config(
+        f"model={model}", "model.max_epochs=4", "trainer.patience=4", "trainer.device=cpu"
     )
+    network = build_network(splits, f"model={model}")
+    history = fit_from_config(network, splits, cfg)
     losses = [e["train_loss"] for e in history.epochs]
     assert losses[-1] < losses[0]
     from training.export import torch_probabilities

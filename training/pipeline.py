@@ -21,6 +21,7 @@ from fraud_detection.catalog import ONNX_FILE
 from fraud_detection.model_card import ModelCard
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import schema_fingerprint
+from training.data import DatasetSplits
 from training.data import split_dataset
 from training.evaluation import choose_threshold
 from training.evaluation import evaluate
@@ -32,6 +33,7 @@ from training.export import torch_probabilities
 from training.model_store import save_to_store
 from training.preprocessing import FeatureScaler
 from training.tracking import RunTracker
+from training.trainer import EpochCallback
 from training.trainer import TrainingHistory
 from training.trainer import fit
 from training.trainer import resolve_device
@@ -54,6 +56,27 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256(",".join(frame.columns).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def fit_from_config(
+    network: torch.nn.Module,
+    splits: DatasetSplits,
+    cfg: DictConfig,
+    on_epoch: EpochCallback | None = None,
+) -> TrainingHistory:
+    """`fit` with the optimizer and recipe of ``cfg.model`` and the settings of ``cfg.trainer``."""
+    return fit(
+        network,
+        splits,
+        optimizer_factory=instantiate(cfg.model.optimizer),
+        max_epochs=cfg.model.max_epochs,
+        batch_size=cfg.model.batch_size,
+        patience=cfg.trainer.patience,
+        class_weight_power=cfg.trainer.class_weight_power,
+        seed=cfg.trainer.seed,
+        device=resolve_device(cfg.trainer.device),
+        on_epoch=on_epoch,
+    )
 
 
 def describe_source(data_cfg: DictConfig) -> str:
@@ -94,18 +117,7 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         config=resolved,
     )
     started = time.perf_counter()
-    history = fit(
-        network,
-        splits,
-        optimizer_factory=instantiate(cfg.model.optimizer),
-        max_epochs=cfg.model.max_epochs,
-        batch_size=cfg.model.batch_size,
-        patience=cfg.trainer.patience,
-        class_weight_power=cfg.trainer.class_weight_power,
-        seed=cfg.trainer.seed,
-        device=resolve_device(cfg.trainer.device),
-        on_epoch=tracker.log_epoch,
-    )
+    history = fit_from_config(network, splits, cfg, on_epoch=tracker.log_epoch)
     training_seconds = time.perf_counter() - started
 
     validation_scores = torch_probabilities(network, splits.validation.features)
