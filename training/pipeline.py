@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from fraud_detection.catalog import ONNX_FILE
 from fraud_detection.model_card import ModelCard
 from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.schema import TARGET_NAME
 from fraud_detection.schema import schema_fingerprint
 from training.data import DatasetSplits
 from training.data import split_dataset
@@ -101,7 +102,7 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         "Data %s: %d rows (%d frauds); train/val/test = %d/%d/%d",
         describe_source(cfg.data),
         len(frame),
-        int(frame["Class"].sum()),
+        int(frame[TARGET_NAME].sum()),
         len(splits.train),
         len(splits.validation),
         len(splits.test),
