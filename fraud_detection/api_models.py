@@ -18,7 +18,7 @@ from fraud_detection.schema import NON_NEGATIVE_FEATURES
 #: Largest accepted magnitude: scoring runs in float32, and no real feature comes near it.
 FEATURE_LIMIT = 1e9
 
-#: An ordinary-looking transaction, used as the OpenAPI example and in the README.
+#: An ordinary-looking transaction, used as the OpenAPI example of `POST /predict`.
 EXAMPLE_TRANSACTION: dict[str, float] = {
     "Time": 40000.0,
     **{f"V{i}": 0.0 for i in range(1, 29)},
