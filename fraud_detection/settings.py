@@ -14,8 +14,7 @@ from fraud_detection.catalog import store_tag
 class ServingSettings:
     """Environment variables (prefix ``FRAUD_``) and their defaults.
 
-    - ``FRAUD_MODEL``: ``mlp`` or ``distilbert`` (default ``mlp``: same quality class, ~10x
-      cheaper per row on CPU).
+    - ``FRAUD_MODEL``: ``mlp`` or ``distilbert`` (default ``mlp``: far cheaper per row on CPU).
     - ``FRAUD_MAX_BATCH_SIZE``: most rows the adaptive batcher merges into one ONNX call.
     - ``FRAUD_MAX_LATENCY_MS``: the batcher's latency budget; requests it cannot meet get 503.
     - ``FRAUD_MAX_ROWS``: most transactions accepted in one request.
