@@ -33,8 +33,7 @@ def score_frame(
     results: list[dict[str, Any]] = []
     for start in range(0, len(features), chunk_size):
         chunk = features.iloc[start : start + chunk_size].to_dict(orient="records")
-        for row in client.predict(transactions=chunk):
-            results.append(row if isinstance(row, dict) else row.model_dump())
+        results.extend(client.predict(transactions=chunk))
     return pd.DataFrame(
         results,
         index=frame.index,

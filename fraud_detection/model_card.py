@@ -12,6 +12,7 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import ValidationError
 
+from fraud_detection.catalog import ModelKind
 from fraud_detection.schema import check_feature_names
 
 ThresholdRule = Literal["best_f1", "recall_at_fpr"]
@@ -42,7 +43,7 @@ class ModelCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    kind: Literal["mlp", "distilbert"]
+    kind: ModelKind
     feature_names: list[str]
     schema_fingerprint: str
     preprocessing: Preprocessing

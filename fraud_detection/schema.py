@@ -30,20 +30,24 @@ class SchemaMismatchError(ValueError):
     """The columns a model was trained on differ from this code's schema."""
 
 
-def check_feature_names(found: Sequence[str], *, source: str) -> None:
-    """Raise `SchemaMismatchError` naming the differing columns if `found` is not our schema."""
-    if tuple(found) == FEATURE_NAMES:
-        return
-    missing = [c for c in FEATURE_NAMES if c not in found]
-    unexpected = [c for c in found if c not in FEATURE_NAMES]
+def describe_column_difference(found: Sequence[str], expected: Sequence[str]) -> str:
+    """How `found` differs from `expected`: the missing and unexpected names, or the order."""
+    missing = [c for c in expected if c not in found]
+    unexpected = [c for c in found if c not in expected]
     detail = []
     if missing:
         detail.append(f"missing {missing}")
     if unexpected:
         detail.append(f"unexpected {unexpected}")
-    if not detail:
-        detail.append(f"same names in another order: {list(found)}")
+    return "; ".join(detail) or f"same names in another order: {list(found)}"
+
+
+def check_feature_names(found: Sequence[str], *, source: str) -> None:
+    """Raise `SchemaMismatchError` naming the differing columns if `found` is not our schema."""
+    if tuple(found) == FEATURE_NAMES:
+        return
     raise SchemaMismatchError(
-        f"{source}: feature columns differ from the schema ({'; '.join(detail)}). "
+        f"{source}: feature columns differ from the schema "
+        f"({describe_column_difference(found, FEATURE_NAMES)}). "
         f"Expected {list(FEATURE_NAMES)}. Retrain the model with this code: make models"
     )

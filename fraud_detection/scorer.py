@@ -63,10 +63,6 @@ class OnnxScorer:
     def threshold(self) -> float:
         return self.card.threshold.value
 
-    @property
-    def providers(self) -> list[str]:
-        return self.session.get_providers()
-
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Fraud probability per row of a ``(n, 30)`` array."""
         if features.ndim != 2 or features.shape[1] != N_FEATURES:

@@ -10,6 +10,7 @@ import pandas as pd
 from fraud_detection.schema import COLUMN_NAMES
 from fraud_detection.schema import NON_NEGATIVE_FEATURES
 from fraud_detection.schema import TARGET_NAME
+from fraud_detection.schema import describe_column_difference
 
 
 class DataFileError(ValueError):
@@ -29,11 +30,9 @@ def read_transactions_csv(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:
         raise DataFileError(f"{path}: not a readable CSV ({e})") from e
     if header != list(COLUMN_NAMES):
-        missing = [c for c in COLUMN_NAMES if c not in header]
-        unexpected = [c for c in header if c not in COLUMN_NAMES]
         raise DataFileError(
             f"{path}: header does not match the creditcard schema "
-            f"(missing {missing}, unexpected {unexpected}). Expected {list(COLUMN_NAMES)}"
+            f"({describe_column_difference(header, COLUMN_NAMES)}). Expected {list(COLUMN_NAMES)}"
         )
     frame = pd.read_csv(path)
     for column in COLUMN_NAMES:
