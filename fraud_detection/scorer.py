@@ -24,6 +24,21 @@ def select_providers(available: list[str] | None = None) -> list[str]:
     return [p for p in preferred if p in available]
 
 
+def preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the ``nvidia-*`` pip packages (onnxruntime-gpu's extras).
+
+    Without this, onnxruntime-gpu finds them only on the system library path, and the CUDA
+    provider silently falls back to CPU.
+    """
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21 only
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as e:  # missing pip CUDA packages: system libraries may still work
+        logger.warning("onnxruntime.preload_dlls() failed (%s); using system CUDA libraries", e)
+
+
 @dataclass(frozen=True)
 class OnnxScorer:
     """Scores rows of the 30 raw features (schema order); scaling happens inside the graph."""
@@ -41,11 +56,14 @@ class OnnxScorer:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = providers or select_providers()
+        if "CUDAExecutionProvider" in providers:
+            preload_cuda_libraries()
         try:
             session = ort.InferenceSession(
                 str(path / ONNX_FILE),
                 sess_options=options,
-                providers=providers or select_providers(),
+                providers=providers,
             )
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise ValueError(f"Cannot load ONNX graph {path / ONNX_FILE}: {e}") from e

@@ -20,6 +20,10 @@ class ServingSettings:
     - ``FRAUD_MAX_ROWS``: most transactions accepted in one request.
     - ``FRAUD_MONITOR_LOG_PATH``: where ``bentoml.monitor`` writes drift-log JSON lines.
     - ``FRAUD_DRIFT_LOG``: ``1`` (default) logs every scored row for drift; ``0`` disables it.
+    - ``FRAUD_BATCHING``: ``1`` (default) merges concurrent requests; ``0`` scores each alone.
+    - ``FRAUD_WORKERS``: HTTP worker processes, each with its own ONNX session (default 1).
+    - ``FRAUD_ORT_THREADS``: ONNX Runtime intra-op threads per worker (0: one per core).
+    - ``FRAUD_ACCESS_LOG``: ``1`` writes BentoML's per-request access log line.
     """
 
     model_kind: str = "mlp"
@@ -28,6 +32,10 @@ class ServingSettings:
     max_rows: int = 10_000
     monitor_log_path: str = "monitoring"
     drift_log: bool = True
+    batching: bool = True
+    workers: int = 1
+    ort_threads: int = 0
+    access_log: bool = True
 
     def __post_init__(self) -> None:
         if self.model_kind not in MODEL_KINDS:
@@ -35,7 +43,9 @@ class ServingSettings:
                 f"FRAUD_MODEL={self.model_kind!r} is not a model kind; "
                 f"use one of {list(MODEL_KINDS)}"
             )
-        for name in ("max_batch_size", "max_latency_ms", "max_rows"):
+        if self.ort_threads < 0:
+            raise ValueError(f"FRAUD_ORT_THREADS must be >= 0, got {self.ort_threads}")
+        for name in ("max_batch_size", "max_latency_ms", "max_rows", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FRAUD_{name.upper()} must be >= 1, got {getattr(self, name)}")
 
@@ -57,11 +67,25 @@ class ServingSettings:
             except ValueError as e:
                 raise ValueError(f"{name}={raw!r} is not an integer") from e
 
+        def flag(name: str, default: bool) -> bool:
+            raw = environ.get(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{name}={raw!r} is not a flag; use 1 or 0")
+
         return cls(
             model_kind=environ.get("FRAUD_MODEL", defaults.model_kind),
             max_batch_size=integer("FRAUD_MAX_BATCH_SIZE", defaults.max_batch_size),
             max_latency_ms=integer("FRAUD_MAX_LATENCY_MS", defaults.max_latency_ms),
             max_rows=integer("FRAUD_MAX_ROWS", defaults.max_rows),
             monitor_log_path=environ.get("FRAUD_MONITOR_LOG_PATH", defaults.monitor_log_path),
-            drift_log=environ.get("FRAUD_DRIFT_LOG", "1") not in ("0", "false", "False"),
+            drift_log=flag("FRAUD_DRIFT_LOG", defaults.drift_log),
+            batching=flag("FRAUD_BATCHING", defaults.batching),
+            workers=integer("FRAUD_WORKERS", defaults.workers),
+            ort_threads=integer("FRAUD_ORT_THREADS", defaults.ort_threads),
+            access_log=flag("FRAUD_ACCESS_LOG", defaults.access_log),
         )

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
-import httpx
 import pytest
+
+from benchmarks.server_process import ServerProcess
+from benchmarks.server_process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 #: Small enough for CI on 2 cores, big enough to hold ~30 frauds.
@@ -24,12 +24,6 @@ TINY_TRAINING = [
     "trainer.patience=3",
     "export.reference_rows=500",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_training(
@@ -80,30 +74,11 @@ def trained_store(trained: TrainedStore) -> Path:
 class RunningServer:
     kind: str
     url: str
-    process: subprocess.Popen[str]
+    server: ServerProcess
     monitor_dir: Path
-    log_file: Path
 
     def log(self) -> str:
-        return self.log_file.read_text()
-
-
-def wait_ready(
-    url: str, process: subprocess.Popen[str], log_file: Path, timeout: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"bentoml serve exited with {process.returncode}:\n{log_file.read_text()[-3000:]}"
-            )
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready after {timeout}s:\n{log_file.read_text()[-3000:]}")
+        return self.server.log()
 
 
 def start_server(
@@ -112,7 +87,6 @@ def start_server(
     """Start ``bentoml serve service:FraudDetector`` on a free loopback port."""
     port = free_port()
     monitor_dir = workdir / "monitoring"
-    log_file = workdir / "serve.log"
     env = {
         **os.environ,
         "BENTOML_HOME": str(bentoml_home),
@@ -120,44 +94,19 @@ def start_server(
         "FRAUD_MODEL": kind,
         **env_overrides,
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "service:FraudDetector",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log_file.open("w"),
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, log_file)
-    except BaseException:
-        stop_server(process)
-        raise
-    return RunningServer(
-        kind=kind, url=url, process=process, monitor_dir=monitor_dir, log_file=log_file
-    )
-
-
-def stop_server(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, 15)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
+    argv = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "service:FraudDetector",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    server = ServerProcess.start(argv, port=port, env=env, cwd=REPO, log_file=workdir / "serve.log")
+    return RunningServer(kind=kind, url=server.url, server=server, monitor_dir=monitor_dir)
 
 
 @pytest.fixture(scope="module", params=["mlp", "distilbert"])
@@ -168,7 +117,7 @@ def server(
     workdir = tmp_path_factory.mktemp(f"serve_{request.param}")
     running = start_server(trained_store, workdir, request.param)
     yield running
-    stop_server(running.process)
+    running.server.stop()
 
 
 @pytest.fixture

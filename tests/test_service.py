@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -106,15 +107,23 @@ def test_openapi_document_describes_the_request(server: RunningServer) -> None:
     assert set(transaction["required"]) == set(FEATURE_NAMES)
 
 
+def read_drift_log(monitor_dir: Path, at_least: int, timeout: float = 15.0) -> pd.DataFrame:
+    """The drift log's rows, once it holds `at_least` (a background thread writes them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = list((monitor_dir / MONITOR_NAME / "data").glob("data.*.log"))
+        lines = [line for log in logs for line in log.read_text().splitlines() if line.strip()]
+        if len(lines) >= at_least or time.monotonic() > deadline:
+            assert lines, f"no drift log under {monitor_dir}"
+            return pd.DataFrame([json.loads(line) for line in lines])
+        time.sleep(0.2)
+
+
 def test_drift_hook_logs_every_scored_row(server: RunningServer) -> None:
     rows = transactions(9, seed=3)
     response = httpx.post(f"{server.url}/predict", json={"transactions": rows}, timeout=30)
     assert response.status_code == 200
-    logs = list((server.monitor_dir / MONITOR_NAME / "data").glob("data.*.log"))
-    assert logs, f"no drift log under {server.monitor_dir}"
-    logged = pd.DataFrame(
-        [json.loads(line) for log in logs for line in log.read_text().splitlines() if line.strip()]
-    )
+    logged = read_drift_log(server.monitor_dir, at_least=len(rows))
     assert set(FEATURE_NAMES) | {"fraud_probability", "timestamp", "request_id"} <= set(
         logged.columns
     )
@@ -186,7 +195,6 @@ def test_malformed_bodies_are_4xx(
 
 def test_too_many_rows_is_a_400(trained_store: Path, tmp_path: Path) -> None:
     from tests.conftest import start_server
-    from tests.conftest import stop_server
 
     running = start_server(trained_store, tmp_path, "mlp", FRAUD_MAX_ROWS="5", FRAUD_DRIFT_LOG="0")
     try:
@@ -201,7 +209,7 @@ def test_too_many_rows_is_a_400(trained_store: Path, tmp_path: Path) -> None:
         assert "transactions" in too_many.text and "at most 5" in too_many.text
         assert not (tmp_path / "monitoring").exists(), "FRAUD_DRIFT_LOG=0 must write no drift log"
     finally:
-        stop_server(running.process)
+        running.server.stop()
 
 
 def test_missing_model_fails_at_start_naming_tag_and_command(tmp_path: Path) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import bentoml
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -9,7 +13,9 @@ from pydantic import ValidationError
 from fraud_detection.api_models import EXAMPLE_TRANSACTION
 from fraud_detection.api_models import Transaction
 from fraud_detection.api_models import transactions_to_array
+from fraud_detection.drift_log import MonitorDriftLog
 from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.schema import N_FEATURES
 from fraud_detection.scorer import select_providers
 from fraud_detection.settings import ServingSettings
 
@@ -21,6 +27,14 @@ def test_settings_defaults_and_overrides() -> None:
     )
     assert settings.model_tag == "fraud-distilbert:latest"
     assert settings.max_batch_size == 64 and settings.drift_log is False
+    tuned = ServingSettings.from_env(
+        {"FRAUD_BATCHING": "off", "FRAUD_WORKERS": "2", "FRAUD_ACCESS_LOG": "0"}
+    )
+    assert (tuned.batching, tuned.workers, tuned.access_log) == (False, 2, False)
+    with pytest.raises(ValueError, match="FRAUD_BATCHING='maybe' is not a flag"):
+        ServingSettings.from_env({"FRAUD_BATCHING": "maybe"})
+    with pytest.raises(ValueError, match="FRAUD_WORKERS must be >= 1"):
+        ServingSettings.from_env({"FRAUD_WORKERS": "0"})
 
 
 @pytest.mark.parametrize(
@@ -55,3 +69,35 @@ def test_integers_are_numbers_but_strings_are_not() -> None:
     assert Transaction(**{**EXAMPLE_TRANSACTION, "Time": 7}).Time == 7.0
     with pytest.raises(ValidationError, match="Time"):
         Transaction(**{**EXAMPLE_TRANSACTION, "Time": "7"})
+
+
+def test_drift_log_never_blocks_and_counts_what_it_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    written: list[int] = []
+
+    def slow_write(self: MonitorDriftLog, features: np.ndarray, scores: np.ndarray) -> None:
+        release.wait(10)
+        written.append(len(scores))
+
+    monkeypatch.setattr(MonitorDriftLog, "_write", slow_write)
+    log = MonitorDriftLog(max_pending_batches=1)
+    rows = np.zeros((4, N_FEATURES), dtype=np.float32)
+    started = time.perf_counter()
+    for _ in range(5):  # the writer holds one batch, the queue one more; the rest overflow
+        log.observe(rows, np.zeros(4, dtype=np.float32))
+    assert time.perf_counter() - started < 1.0, "observe must not wait for the writer"
+    release.set()
+    log.close()
+    assert log.dropped_rows > 0
+    assert sum(written) + log.dropped_rows == 5 * 4, "every row is either written or counted"
+
+
+def test_drift_log_failure_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_monitor(name: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bentoml, "monitor", broken_monitor)
+    log = MonitorDriftLog()
+    log.observe(np.zeros((2, N_FEATURES), dtype=np.float32), np.zeros(2, dtype=np.float32))
+    log.close()
+    assert log.failures == 1 and log.written_rows == 0

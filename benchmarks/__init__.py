@@ -1,0 +1,1 @@
+"""Benchmarks: serving performance (`serving`) with Locust, and raw ONNX Runtime throughput."""

@@ -1,0 +1,40 @@
+"""The framework ceiling: a BentoML endpoint with `/predict`'s request and response shape.
+
+Validation is the same (`Transaction`, 1..``FRAUD_MAX_ROWS`` rows); no model runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import bentoml
+from bentoml.validators import ContentType
+from pydantic import Field
+
+from fraud_detection.api_models import Prediction
+from fraud_detection.api_models import Transaction
+from fraud_detection.settings import ServingSettings
+
+settings = ServingSettings.from_env()
+
+
+@bentoml.service(
+    name="noop_ceiling",
+    traffic={"timeout": 30},
+    workers=settings.workers,
+    logging={"access": {"enabled": settings.access_log}},
+)
+class NoopService:
+    """Answers every row with a constant score."""
+
+    @bentoml.api(route="/predict")
+    def predict(
+        self,
+        transactions: Annotated[
+            list[Transaction], Field(min_length=1, max_length=settings.max_rows)
+        ],
+    ) -> Annotated[list[Prediction], ContentType("application/json")]:
+        return [
+            Prediction(fraud_probability=0.0, is_fraud=False, model="noop", model_version="0")
+            for _ in transactions
+        ]
