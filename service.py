@@ -20,6 +20,7 @@ from fraud_detection.api_models import Prediction
 from fraud_detection.api_models import Transaction
 from fraud_detection.api_models import transactions_to_array
 from fraud_detection.catalog import training_command
+from fraud_detection.drift_log import MONITOR_TYPE
 from fraud_detection.drift_log import DriftHook
 from fraud_detection.drift_log import MonitorDriftLog
 from fraud_detection.drift_log import NoDriftLog
@@ -43,7 +44,7 @@ if fraud_model.stored is None:
     logging={"access": {"enabled": settings.access_log}},
     monitoring={
         "enabled": settings.drift_log,
-        "type": "default",
+        "type": MONITOR_TYPE,
         "options": {"log_path": settings.monitor_log_path},
     },
 )

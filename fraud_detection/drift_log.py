@@ -2,19 +2,27 @@
 
 `DriftHook` is the interface the service calls after each batch. `MonitorDriftLog` hands the
 rows to a background thread that writes them as JSON lines through `bentoml.monitor`, so
-logging never delays or fails a prediction. The online Evidently detector will be another
-`DriftHook`, so the service does not change when it arrives.
+logging never delays or fails a prediction. `JsonLinesMonitor` is the monitor type the service
+configures: BentoML's default files, written a whole record at a time. The online Evidently
+detector will be another `DriftHook`, so the service does not change when it arrives.
 """
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
+import json
 import logging
 import queue
 import threading
+from pathlib import Path
+from typing import Any
 from typing import Protocol
 
 import bentoml
 import numpy as np
+import pandas as pd
+from bentoml.monitoring import DefaultMonitor
 
 from fraud_detection.schema import FEATURE_NAMES
 
@@ -23,6 +31,45 @@ logger = logging.getLogger(__name__)
 #: Name of the bentoml monitor; logs land in ``<log_path>/<MONITOR_NAME>/data/data.<worker>.log``.
 MONITOR_NAME = "fraud_transactions"
 SCORE_COLUMN = "fraud_probability"
+#: The ``monitoring.type`` that makes ``bentoml.monitor`` use `JsonLinesMonitor`.
+MONITOR_TYPE = "fraud_detection.drift_log.JsonLinesMonitor"
+MONITOR_LOGGING_CONFIG = Path(__file__).with_name("monitor_logging.yaml")
+
+
+class JsonLinesMonitor(DefaultMonitor):
+    """BentoML's default monitor (same files, same JSON lines, daily rotation), faster.
+
+    The default keeps each value in a Python deque and formats and flushes one log record
+    per row; this one keeps each column as an array and writes a whole record (thousands of
+    rows) in one log call.
+    """
+
+    def __init__(
+        self, name: str, log_path: str, log_config_file: str | None = None, **options: Any
+    ) -> None:
+        super().__init__(name, log_path, log_config_file or str(MONITOR_LOGGING_CONFIG), **options)
+
+    def export_schema(self, columns_schema: dict[str, dict[str, str]]) -> None:
+        if self.schema_logger is None:
+            self._init_logger()
+        self.schema_logger.info(json.dumps({"columns": list(columns_schema.values())}))
+
+    def log_batch(self, data_batch: Any, name: str, role: str, data_type: str) -> None:
+        """Log a whole column as one array (the base class appends it value by value)."""
+        self.log(np.asarray(data_batch), name, role, data_type)
+
+    def export_data(self, datas: dict[str, collections.deque[Any]]) -> None:
+        if self.data_logger is None:
+            self._init_logger()
+        frame = pd.DataFrame(
+            {
+                name: np.concatenate([np.atleast_1d(v) for v in values])
+                for name, values in datas.items()
+            }
+        )
+        frame[self.COLUMN_TIME] = dt.datetime.now().isoformat()
+        lines = frame.to_json(orient="records", lines=True, double_precision=15)
+        self.data_logger.info(lines.rstrip("\n"))
 
 
 class DriftHook(Protocol):
@@ -63,7 +110,11 @@ class MonitorDriftLog:
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the writer thread."""
-        self._pending.put(None)
+        try:
+            self._pending.put(None, timeout=timeout)
+        except queue.Full:
+            logger.warning("Drift log writer stuck; %d batches unwritten", self._pending.qsize())
+            return
         self._writer.join(timeout)
 
     def _drain(self) -> None:
@@ -89,13 +140,13 @@ class MonitorDriftLog:
             with bentoml.monitor(self.monitor_name) as monitor:
                 for column, name in enumerate(FEATURE_NAMES):
                     monitor.log_batch(
-                        features[:, column].tolist(),
+                        features[:, column],
                         name=name,
                         role="feature",
                         data_type="numerical",
                     )
                 monitor.log_batch(
-                    scores.tolist(), name=SCORE_COLUMN, role="prediction", data_type="numerical"
+                    scores, name=SCORE_COLUMN, role="prediction", data_type="numerical"
                 )
             self.written_rows += len(scores)
         except Exception:

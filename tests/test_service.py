@@ -124,9 +124,7 @@ def test_drift_hook_logs_every_scored_row(server: RunningServer) -> None:
     response = httpx.post(f"{server.url}/predict", json={"transactions": rows}, timeout=30)
     assert response.status_code == 200
     logged = read_drift_log(server.monitor_dir, at_least=len(rows))
-    assert set(FEATURE_NAMES) | {"fraud_probability", "timestamp", "request_id"} <= set(
-        logged.columns
-    )
+    assert set(FEATURE_NAMES) | {"fraud_probability", "timestamp"} <= set(logged.columns)
     features = logged[list(FEATURE_NAMES)].to_numpy()
     for row, result in zip(rows, response.json(), strict=True):
         # Features are logged as scored (float32), so compare with float32 precision.
