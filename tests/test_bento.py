@@ -26,7 +26,7 @@ def test_bentoml_build_packages_the_serving_side_only(trained_store: Path) -> No
     served = [m["tag"] for s in info["services"] for m in s["models"]]
     assert len(served) == 1 and served[0].startswith("fraud-mlp:")
     sources = {
-        p.relative_to(bento_dir / "src").as_posix() for p in (bento_dir / "src").rglob("*.py")
+        p.relative_to(bento_dir / "src").as_posix() for p in (bento_dir / "src").rglob("*.*")
     }
     assert "service.py" in sources and "fraud_detection/scorer.py" in sources
     assert "fraud_detection/monitor_logging.yaml" in sources, "the drift-log monitor needs it"
