@@ -107,34 +107,42 @@ def test_openapi_document_describes_the_request(server: RunningServer) -> None:
     assert set(transaction["required"]) == set(FEATURE_NAMES)
 
 
-def read_drift_log(monitor_dir: Path, at_least: int, timeout: float = 15.0) -> pd.DataFrame:
-    """The drift log's rows, once it holds `at_least` (a background thread writes them)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        logs = list((monitor_dir / MONITOR_NAME / "data").glob("data.*.log"))
-        lines = [line for log in logs for line in log.read_text().splitlines() if line.strip()]
-        if len(lines) >= at_least or time.monotonic() > deadline:
-            assert lines, f"no drift log under {monitor_dir}"
-            return pd.DataFrame([json.loads(line) for line in lines])
-        time.sleep(0.2)
+def read_drift_log(monitor_dir: Path) -> pd.DataFrame:
+    logs = list((monitor_dir / MONITOR_NAME / "data").glob("data.*.log"))
+    lines = [line for log in logs for line in log.read_text().splitlines() if line.strip()]
+    return pd.DataFrame([json.loads(line) for line in lines])
+
+
+def logged_rows(logged: pd.DataFrame, rows: list[dict[str, float]]) -> list[pd.DataFrame]:
+    """For each request row, the drift-log lines with its features (float32 precision)."""
+    if logged.empty:
+        return [logged for _ in rows]
+    features = logged[list(FEATURE_NAMES)].to_numpy()
+    return [
+        logged[
+            np.isclose(features, [row[c] for c in FEATURE_NAMES], rtol=1e-6, atol=1e-6).all(axis=1)
+        ]
+        for row in rows
+    ]
 
 
 def test_drift_hook_logs_every_scored_row(server: RunningServer) -> None:
     rows = transactions(9, seed=3)
     response = httpx.post(f"{server.url}/predict", json={"transactions": rows}, timeout=30)
     assert response.status_code == 200
-    logged = read_drift_log(server.monitor_dir, at_least=len(rows))
+    # A background thread writes the log: give it a moment, without sleeping when it is done.
+    deadline = time.monotonic() + 15
+    while True:
+        logged = read_drift_log(server.monitor_dir)
+        matches = logged_rows(logged, rows)
+        if all(len(m) for m in matches) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not logged.empty, f"no drift log under {server.monitor_dir}"
     assert set(FEATURE_NAMES) | {"fraud_probability", "timestamp"} <= set(logged.columns)
-    features = logged[list(FEATURE_NAMES)].to_numpy()
-    for row, result in zip(rows, response.json(), strict=True):
-        # Features are logged as scored (float32), so compare with float32 precision.
-        same = np.isclose(features, [row[c] for c in FEATURE_NAMES], rtol=1e-6, atol=1e-6).all(
-            axis=1
-        )
-        assert same.any(), f"row {row} missing from the drift log"
-        assert logged.loc[same, "fraud_probability"].iloc[-1] == pytest.approx(
-            result["fraud_probability"]
-        )
+    for row, match, result in zip(rows, matches, response.json(), strict=True):
+        assert len(match), f"row {row} missing from the drift log"
+        assert match["fraud_probability"].iloc[-1] == pytest.approx(result["fraud_probability"])
 
 
 GOOD = transactions(1)[0]
