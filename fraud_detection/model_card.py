@@ -54,6 +54,9 @@ class ModelCard(BaseModel):
     onnx_input: str
     onnx_output: str
     onnx_parity_max_abs_diff: float
+    onnx_precision: Literal["fp32", "fp16"] = Field(
+        "fp32", description="fp16: float16 compute after the first LayerNorm (GPU serving)"
+    )
     data_source: str
     data_fingerprint: str
     n_train_rows: int

@@ -32,6 +32,7 @@ from training.evaluation import choose_threshold
 from training.evaluation import evaluate
 from training.export import OnnxParityError
 from training.export import check_parity
+from training.export import convert_to_fp16
 from training.export import export_onnx
 from training.pipeline import fit_from_config
 from training.preprocessing import FeatureScaler
@@ -140,6 +141,35 @@ def test_onnx_parity_and_dynamic_batch(splits, tmp_path: Path, model: str) -> No
     for n in (1, 3, 1000):
         (p,) = session.run(None, {"features": splits.test.features[:n]})
         assert p.shape == (n,)
+
+
+def test_fp16_export_keeps_large_raw_features_finite(splits, tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    network = build_network(splits, "model=distilbert")
+    path = tmp_path / "m.onnx"
+    export_onnx(network, path, splits.test.features)
+    kept = convert_to_fp16(path)
+    assert 0 < kept < len(onnx.load(str(path)).graph.node)
+    weights = {i.data_type for i in onnx.load(str(path)).graph.initializer if i.dims}
+    assert onnx.TensorProto.FLOAT16 in weights, "the encoder's weights are float16"
+    assert check_parity(network, path, splits.test.features, tolerance=1e-2) < 1e-2
+    # Beyond float16's 65,504: the real Time range, and the API's 1e9 limit on every feature.
+    extreme = np.repeat(splits.test.features[:1], 3, axis=0)
+    extreme[0, 0] = 172_792.0
+    extreme[1, :] = 1e9
+    extreme[2, 1:-1] = -1e9
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (p,) = session.run(None, {"features": extreme.astype(np.float32)})
+    assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all(), p
+
+
+def test_fp16_export_refuses_a_graph_without_layer_norm(splits, tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    export_onnx(build_network(splits, "model=mlp"), path, splits.test.features)
+    with pytest.raises(ValueError, match="no LayerNormalization"):
+        convert_to_fp16(path)
 
 
 def test_parity_check_fails_on_a_different_network(splits, tmp_path: Path) -> None:

@@ -110,6 +110,8 @@ class ThresholdConfig:
 class ExportConfig:
     parity_tolerance: float = 1e-4  # max |p_onnx - p_torch| on the test rows
     reference_rows: int = 5_000  # training rows stored with the model for drift detection
+    fp16: bool = False  # float16 graph after the first LayerNorm (DistilBERT on GPU)
+    fp16_parity_tolerance: float = 1e-2  # max |p_fp16 - p_torch_fp32| on the test rows
 
 
 @dataclass

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -50,6 +51,67 @@ def export_onnx(network: nn.Module, path: Path, example: np.ndarray) -> None:
             external_data=False,
             verbose=False,
         )
+
+
+def convert_to_fp16(path: Path) -> int:
+    """Rewrite the graph at `path` to compute in float16 after its first LayerNormalization.
+
+    Everything up to and including that normalisation stays float32: raw features reach
+    172,792 (``Time``) or 1e9 (the API's limit), beyond float16's 65,504, and so can their
+    scaled values and token embeddings; the normalised output is bounded. Input and output
+    stay float32. Returns how many nodes were kept in float32.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(path))
+    nodes = list(model.graph.node)
+    first_norm = next((i for i, n in enumerate(nodes) if n.op_type == "LayerNormalization"), None)
+    if first_norm is None:
+        raise ValueError(
+            f"{path.name} has no LayerNormalization: float16 export is for the DistilBERT model"
+        )
+    keep = [n.name for n in nodes[: first_norm + 1]]
+    converted = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep)
+    _drop_round_trip_casts(converted.graph)
+    onnx.save(converted, str(path))
+    logger.info(
+        "Converted %s to float16 (%d of %d nodes kept float32)", path.name, len(keep), len(nodes)
+    )
+    return len(keep)
+
+
+def _cast_target(node: onnx.NodeProto) -> int | None:
+    if node.op_type != "Cast":
+        return None
+    return next((a.i for a in node.attribute if a.name == "to"), None)
+
+
+def _drop_round_trip_casts(graph: onnx.GraphProto) -> None:
+    """Bypass float32 -> float16 -> float32 cast pairs, then delete the casts left unused.
+
+    onnxruntime's converter routes even the edges between two float32-kept nodes through
+    float16, which would overflow exactly the values that are kept float32 for that reason.
+    """
+    producer = {out: node for node in graph.node for out in node.output}
+    bypass: dict[str, str] = {}
+    for node in graph.node:
+        source = producer.get(node.input[0]) if node.input else None
+        if (
+            _cast_target(node) == onnx.TensorProto.FLOAT
+            and source is not None
+            and _cast_target(source) == onnx.TensorProto.FLOAT16
+        ):
+            bypass[node.output[0]] = source.input[0]
+    for node in graph.node:
+        node.input[:] = [bypass.get(name, name) for name in node.input]
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {name for node in graph.node for name in node.input} | outputs
+        dead = [n for n in graph.node if n.op_type == "Cast" and n.output[0] not in used]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)
 
 
 def torch_probabilities(

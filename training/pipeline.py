@@ -29,6 +29,7 @@ from training.evaluation import evaluate
 from training.export import ONNX_INPUT
 from training.export import ONNX_OUTPUT
 from training.export import check_parity
+from training.export import convert_to_fp16
 from training.export import export_onnx
 from training.export import torch_probabilities
 from training.model_store import save_to_store
@@ -144,6 +145,11 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         onnx_path = Path(tmp) / ONNX_FILE
         export_onnx(network, onnx_path, splits.test.features)
         parity = check_parity(network, onnx_path, splits.test.features, cfg.export.parity_tolerance)
+        if cfg.export.fp16:
+            convert_to_fp16(onnx_path)
+            parity = check_parity(
+                network, onnx_path, splits.test.features, cfg.export.fp16_parity_tolerance
+            )
         card = ModelCard(
             kind=cfg.model.kind,
             feature_names=list(FEATURE_NAMES),
@@ -156,6 +162,7 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
             onnx_input=ONNX_INPUT,
             onnx_output=ONNX_OUTPUT,
             onnx_parity_max_abs_diff=parity,
+            onnx_precision="fp16" if cfg.export.fp16 else "fp32",
             data_source=describe_source(cfg.data),
             data_fingerprint=data_fingerprint(frame),
             n_train_rows=len(splits.train),
