@@ -8,7 +8,7 @@ MODELS ?= mlp distilbert
 export BENTOML_HOME ?= $(CURDIR)/bentos
 export WANDB_MODE ?= offline
 
-.PHONY: install models serve test lint bento clean-models
+.PHONY: install models serve test lint bento bench bench-gpu clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 $(VENV)/.installed: pyproject.toml
@@ -42,6 +42,25 @@ lint: install
 
 bento: models
 	$(BIN)/bentoml build
+
+# Serving benchmark (Locust; every variant in one run, ~15 min on 2 cores). Results land in
+# benchmarks/results/serving-<host>.{json,md,png}. Pass options with BENCH_ARGS="...".
+bench: models
+	$(BIN)/python -m benchmarks.serving $(BENCH_ARGS)
+
+# On a CUDA machine with onnxruntime-gpu: DistilBERT-base (float16 graph) trained briefly on the
+# GPU, then raw and served throughput for 1-row and 256-row requests.
+GPU_ENV := FRAUD_MODEL=distilbert FRAUD_WORKERS=4 FRAUD_MAX_BATCH_SIZE=2048 FRAUD_ORT_THREADS=2
+bench-gpu: install
+	$(BIN)/python -m training model=distilbert_base data.n_rows=20000 data.fraud_rate=0.01 \
+	  model.max_epochs=1 trainer.device=cuda export.fp16=true export.reference_rows=1000
+	$(BIN)/python -m benchmarks.torch_raw --dtype bf16 --out benchmarks/results/raw-torch-bf16-gpu.json
+	$(GPU_ENV) $(BIN)/python -m benchmarks.serving --variants distilbert-batching --mix 1 \
+	  --users 1,16,64 --duration 10 --warmup 3 --raw-batches 1,2,4,8,16,32,64,128,256,512,1024,2048 \
+	  --raw-seconds 0.7 --name serving-gpu-rows1
+	$(GPU_ENV) $(BIN)/python -m benchmarks.serving --variants distilbert-batching --mix 256 \
+	  --users 4,16,64 --duration 10 --warmup 3 --raw-batches 256 --raw-seconds 0.5 \
+	  --name serving-gpu-rows256
 
 clean-models:
 	rm -rf $(BENTOML_HOME)/models

@@ -39,9 +39,7 @@ if fraud_model.stored is None:
 
 @bentoml.service(
     name="fraud_detector",
-    traffic={"timeout": 30},
-    workers=settings.workers,
-    logging={"access": {"enabled": settings.access_log}},
+    **settings.service_config(),
     monitoring={
         "enabled": settings.drift_log,
         "type": MONITOR_TYPE,

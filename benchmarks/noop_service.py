@@ -20,9 +20,7 @@ settings = ServingSettings.from_env()
 
 @bentoml.service(
     name="noop_ceiling",
-    traffic={"timeout": 30},
-    workers=settings.workers,
-    logging={"access": {"enabled": settings.access_log}},
+    **settings.service_config(),
 )
 class NoopService:
     """Answers every row with a constant score."""

@@ -116,6 +116,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{m['python']}; {results['started']}. Locust (closed loop, no wait) and the server "
         "share this machine. "
         f"{s['seconds_per_level']} s per load after a {s['warmup_seconds']} s warm-up; "
+        f"{s.get('bentoml_workers', 1)} BentoML worker(s), the FastAPI baseline in one process; "
         f"request mix (rows:share) {s['request_mix']}, mean {s['mean_rows_per_request']:.2f} "
         f"rows per request; rows from {s['data']}.",
         "",

@@ -244,6 +244,7 @@ def measure_level(
 
 def measure_variant(
     variant: Variant,
+    workers: int,
     users: list[int],
     seconds: int,
     warmup: int,
@@ -251,9 +252,17 @@ def measure_variant(
     bodies: Path,
     work: Path,
 ) -> list[LoadLevel]:
-    """Start the variant's server, warm it up, measure each user count, stop it."""
+    """Start the variant's server, warm it up, measure each user count, stop it.
+
+    `workers` applies to the BentoML variants; the FastAPI baseline is one process by design.
+    """
     port = free_port()
-    env = {**os.environ, "FRAUD_MONITOR_LOG_PATH": str(work / "monitoring"), **variant.env}
+    env = {
+        **os.environ,
+        "FRAUD_MONITOR_LOG_PATH": str(work / "monitoring"),
+        "FRAUD_WORKERS": str(workers),
+        **variant.env,
+    }
     if variant.model:
         env["FRAUD_MODEL"] = variant.model
     server = ServerProcess.start(
@@ -293,6 +302,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--users", default="1,8,32,64")
     parser.add_argument("--duration", type=int, default=20, help="seconds per user count")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of unrecorded load first")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("FRAUD_WORKERS", os.cpu_count() or 1)),
+        help="BentoML worker processes (default: FRAUD_WORKERS, else one per CPU)",
+    )
     parser.add_argument("--mix", default=format_mix(DEFAULT_MIX), help="rows:share,...")
     parser.add_argument("--data", help="CSV of the ULB schema to draw rows from")
     parser.add_argument("--raw-batches", default="1,64,1024")
@@ -312,6 +327,7 @@ def main(argv: list[str] | None = None) -> Path:
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": {
             "users": users,
+            "bentoml_workers": args.workers,
             "seconds_per_level": args.duration,
             "warmup_seconds": args.warmup,
             "request_mix": args.mix,
@@ -329,7 +345,9 @@ def main(argv: list[str] | None = None) -> Path:
             work = Path(tmp) / name
             work.mkdir()
             print(f"{name}: {variant.description}", flush=True)
-            levels = measure_variant(variant, users, args.duration, args.warmup, mix, bodies, work)
+            levels = measure_variant(
+                variant, args.workers, users, args.duration, args.warmup, mix, bodies, work
+            )
             results["variants"][name] = {  # type: ignore[index]
                 "description": variant.description,
                 "model": variant.model,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fraud_detection.catalog import MODEL_KINDS
 from fraud_detection.catalog import store_tag
@@ -23,7 +24,10 @@ class ServingSettings:
     - ``FRAUD_BATCHING``: ``1`` (default) merges concurrent requests; ``0`` scores each alone.
     - ``FRAUD_WORKERS``: HTTP worker processes, each with its own ONNX session (default 1).
     - ``FRAUD_ORT_THREADS``: ONNX Runtime intra-op threads per worker (0: one per core).
-    - ``FRAUD_ACCESS_LOG``: ``1`` writes BentoML's per-request access log line.
+    - ``FRAUD_ACCESS_LOG``: ``1`` writes BentoML's per-request access log line (default
+      ``0``: Cloud Run and GKE load balancers already log every request).
+    - ``FRAUD_TRACING``: ``1`` runs ``/predict`` through BentoML's OpenTelemetry middleware
+      (set it with a tracing exporter); default ``0`` skips it on ``/predict`` only.
     """
 
     model_kind: str = "mlp"
@@ -35,7 +39,8 @@ class ServingSettings:
     batching: bool = True
     workers: int = 1
     ort_threads: int = 0
-    access_log: bool = True
+    access_log: bool = False
+    tracing: bool = False
 
     def __post_init__(self) -> None:
         if self.model_kind not in MODEL_KINDS:
@@ -48,6 +53,21 @@ class ServingSettings:
         for name in ("max_batch_size", "max_latency_ms", "max_rows", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FRAUD_{name.upper()} must be >= 1, got {getattr(self, name)}")
+
+    def service_config(self) -> dict[str, Any]:
+        """Keyword arguments for ``@bentoml.service`` shared by every service of the bundle.
+
+        Access logging and the OpenTelemetry middleware cost 14% and 40% of a worker's
+        throughput on ``/predict`` (measured on 2 CPU cores); both are opt-in.
+        """
+        config: dict[str, Any] = {
+            "traffic": {"timeout": 30},
+            "workers": self.workers,
+            "logging": {"access": {"enabled": self.access_log}},
+        }
+        if not self.tracing:
+            config["tracing"] = {"excluded_urls": "/predict"}
+        return config
 
     @property
     def model_tag(self) -> str:
@@ -88,4 +108,5 @@ class ServingSettings:
             workers=integer("FRAUD_WORKERS", defaults.workers),
             ort_threads=integer("FRAUD_ORT_THREADS", defaults.ort_threads),
             access_log=flag("FRAUD_ACCESS_LOG", defaults.access_log),
+            tracing=flag("FRAUD_TRACING", defaults.tracing),
         )

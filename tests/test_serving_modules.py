@@ -31,6 +31,9 @@ def test_settings_defaults_and_overrides() -> None:
         {"FRAUD_BATCHING": "off", "FRAUD_WORKERS": "2", "FRAUD_ACCESS_LOG": "0"}
     )
     assert (tuned.batching, tuned.workers, tuned.access_log) == (False, 2, False)
+    assert tuned.service_config()["tracing"] == {"excluded_urls": "/predict"}
+    traced = ServingSettings.from_env({"FRAUD_TRACING": "1"}).service_config()
+    assert "tracing" not in traced and traced["workers"] == 1
     with pytest.raises(ValueError, match="FRAUD_BATCHING='maybe' is not a flag"):
         ServingSettings.from_env({"FRAUD_BATCHING": "maybe"})
     with pytest.raises(ValueError, match="FRAUD_WORKERS must be >= 1"):
