@@ -115,7 +115,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{m['logical_cpus']} logical CPUs ({m['cpu']}), {m['memory_gb']} GB, Python "
         f"{m['python']}; {results['started']}. Locust (closed loop, no wait) and the server "
         "share this machine. "
-        f"{s['seconds_per_level']} s per load after a {s['warmup_seconds']} s warm-up; "
+        f"{s['seconds_per_level']} s per load, each after a {s['warmup_seconds']} s warm-up at "
+        "that load; "
         f"{s.get('bentoml_workers', 1)} BentoML worker(s), the FastAPI baseline in one process; "
         f"request mix (rows:share) {s['request_mix']}, mean {s['mean_rows_per_request']:.2f} "
         f"rows per request; rows from {s['data']}.",

@@ -269,10 +269,13 @@ def measure_variant(
         variant.argv(port), port=port, env=env, cwd=REPO, log_file=work / "server.log"
     )
     try:
-        if warmup > 0:
-            run_locust(server.url, max(users), warmup, bodies, work / "warmup")
         levels = []
-        for n in users:
+        # Ascending loads, each warmed up at its own user count: BentoML's adaptive batcher
+        # learns how long to hold requests from recent traffic, so a level measured right
+        # after a heavier one would inherit that level's wait.
+        for n in sorted(users):
+            if warmup > 0:
+                run_locust(server.url, n, warmup, bodies, work / "warmup")
             level = measure_level(server, n, seconds, mix, bodies, work)
             print(
                 f"  {variant.name:28s} users={n:3d} req/s={level.requests_per_s:8.1f} "
@@ -300,8 +303,10 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description="Serving benchmark (see module docstring).")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--users", default="1,8,32,64")
-    parser.add_argument("--duration", type=int, default=20, help="seconds per user count")
-    parser.add_argument("--warmup", type=int, default=5, help="seconds of unrecorded load first")
+    parser.add_argument("--duration", type=int, default=15, help="seconds per user count")
+    parser.add_argument(
+        "--warmup", type=int, default=4, help="seconds of unrecorded load before each count"
+    )
     parser.add_argument(
         "--workers",
         type=int,

@@ -15,6 +15,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from typing import Protocol
@@ -83,14 +84,23 @@ class DriftHook(Protocol):
 class MonitorDriftLog:
     """Writes each row (30 features + score) to `bentoml.monitor`, one JSON line per row.
 
-    `observe` only enqueues; a daemon thread merges whatever batches are waiting into one
-    monitor record. When more than `max_pending_batches` wait (the disk cannot keep up),
-    new batches are dropped from the log and counted in `dropped_rows`; predictions are
-    never held back.
+    `observe` only enqueues; a daemon thread writes what arrived in the last `flush_seconds`
+    (or `flush_rows` rows, if sooner) as one monitor record. When more than
+    `max_pending_batches` wait (the disk cannot keep up), new batches are dropped from the log
+    and counted in `dropped_rows`; predictions are never held back.
     """
 
-    def __init__(self, monitor_name: str = MONITOR_NAME, max_pending_batches: int = 10_000) -> None:
+    def __init__(
+        self,
+        monitor_name: str = MONITOR_NAME,
+        *,
+        max_pending_batches: int = 10_000,
+        flush_seconds: float = 1.0,
+        flush_rows: int = 10_000,
+    ) -> None:
         self.monitor_name = monitor_name
+        self.flush_seconds = flush_seconds
+        self.flush_rows = flush_rows
         self.failures = 0
         self.dropped_rows = 0
         self.written_rows = 0
@@ -119,21 +129,38 @@ class MonitorDriftLog:
 
     def _drain(self) -> None:
         while True:
-            item = self._pending.get()
-            batches = [item]
-            while item is not None:
-                try:
-                    item = self._pending.get_nowait()
-                except queue.Empty:
-                    break
-                batches.append(item)
+            batches = self._collect()
             rows = [b for b in batches if b is not None]
             if rows:
                 self._write(
                     np.concatenate([f for f, _ in rows]), np.concatenate([s for _, s in rows])
                 )
-            if batches[-1] is None:
+            if batches and batches[-1] is None:
                 return
+
+    def _collect(self) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """Wait for a batch, then gather more for up to `flush_seconds` or `flush_rows` rows.
+
+        One write per interval keeps the writer's cost (a pandas frame and one file write, about
+        a millisecond of the worker's GIL) from landing on every request at low traffic.
+        """
+        first = self._pending.get()
+        batches = [first]
+        n_rows = 0 if first is None else len(first[1])
+        deadline = time.monotonic() + self.flush_seconds
+        while first is not None and n_rows < self.flush_rows:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item = self._pending.get(timeout=remaining)
+            except queue.Empty:
+                break
+            batches.append(item)
+            if item is None:
+                break
+            n_rows += len(item[1])
+        return batches
 
     def _write(self, features: np.ndarray, scores: np.ndarray) -> None:
         try:

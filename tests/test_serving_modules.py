@@ -83,7 +83,7 @@ def test_drift_log_never_blocks_and_counts_what_it_drops(monkeypatch: pytest.Mon
         written.append(len(scores))
 
     monkeypatch.setattr(MonitorDriftLog, "_write", slow_write)
-    log = MonitorDriftLog(max_pending_batches=1)
+    log = MonitorDriftLog(max_pending_batches=1, flush_seconds=0.0)
     rows = np.zeros((4, N_FEATURES), dtype=np.float32)
     started = time.perf_counter()
     for _ in range(5):  # the writer holds one batch, the queue one more; the rest overflow
@@ -104,3 +104,15 @@ def test_drift_log_failure_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch
     log.observe(np.zeros((2, N_FEATURES), dtype=np.float32), np.zeros(2, dtype=np.float32))
     log.close()
     assert log.failures == 1 and log.written_rows == 0
+
+
+def test_drift_log_writes_one_record_per_flush_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[int] = []
+    monkeypatch.setattr(
+        MonitorDriftLog, "_write", lambda self, features, scores: written.append(len(scores))
+    )
+    log = MonitorDriftLog(flush_seconds=0.5)
+    for _ in range(20):  # single-row requests arriving within one interval
+        log.observe(np.zeros((1, N_FEATURES), dtype=np.float32), np.zeros(1, dtype=np.float32))
+    log.close()
+    assert written == [20]
