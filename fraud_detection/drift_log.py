@@ -95,7 +95,7 @@ class MonitorDriftLog:
         monitor_name: str = MONITOR_NAME,
         *,
         max_pending_batches: int = 10_000,
-        flush_seconds: float = 1.0,
+        flush_seconds: float = 0.2,
         flush_rows: int = 10_000,
     ) -> None:
         self.monitor_name = monitor_name

@@ -55,6 +55,9 @@ class OnnxScorer:
         card = ModelCard.from_json_file(path / CARD_FILE)
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
+        # Idle pool threads would otherwise spin for the next run, taking CPU from the HTTP
+        # workers that share the machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = providers or select_providers()
         if "CUDAExecutionProvider" in providers:

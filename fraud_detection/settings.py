@@ -23,7 +23,8 @@ class ServingSettings:
     - ``FRAUD_DRIFT_LOG``: ``1`` (default) logs every scored row for drift; ``0`` disables it.
     - ``FRAUD_BATCHING``: ``1`` (default) merges concurrent requests; ``0`` scores each alone.
     - ``FRAUD_WORKERS``: HTTP worker processes, each with its own ONNX session (default 1).
-    - ``FRAUD_ORT_THREADS``: ONNX Runtime intra-op threads per worker (0: one per core).
+    - ``FRAUD_ORT_THREADS``: ONNX Runtime intra-op threads per worker (default 1; 0: one per
+      core). Keep workers x threads within the CPU count.
     - ``FRAUD_ACCESS_LOG``: ``1`` writes BentoML's per-request access log line (default
       ``0``: Cloud Run and GKE load balancers already log every request).
     - ``FRAUD_TRACING``: ``1`` runs ``/predict`` through BentoML's OpenTelemetry middleware
@@ -38,7 +39,7 @@ class ServingSettings:
     drift_log: bool = True
     batching: bool = True
     workers: int = 1
-    ort_threads: int = 0
+    ort_threads: int = 1
     access_log: bool = False
     tracing: bool = False
 
