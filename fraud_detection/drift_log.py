@@ -85,7 +85,7 @@ class MonitorDriftLog:
     """Writes each row (30 features + score) to `bentoml.monitor`, one JSON line per row.
 
     `observe` only enqueues; a daemon thread writes what arrived in the last `flush_seconds`
-    (or `flush_rows` rows, if sooner) as one monitor record. When more than
+    as one monitor record. When more than
     `max_pending_batches` wait (the disk cannot keep up), new batches are dropped from the log
     and counted in `dropped_rows`; predictions are never held back.
     """
@@ -96,11 +96,9 @@ class MonitorDriftLog:
         *,
         max_pending_batches: int = 10_000,
         flush_seconds: float = 0.2,
-        flush_rows: int = 10_000,
     ) -> None:
         self.monitor_name = monitor_name
         self.flush_seconds = flush_seconds
-        self.flush_rows = flush_rows
         self.failures = 0
         self.dropped_rows = 0
         self.written_rows = 0
@@ -139,27 +137,20 @@ class MonitorDriftLog:
                 return
 
     def _collect(self) -> list[tuple[np.ndarray, np.ndarray] | None]:
-        """Wait for a batch, then gather more for up to `flush_seconds` or `flush_rows` rows.
+        """Wait for a batch, let `flush_seconds` pass, then take everything queued.
 
-        One write per interval keeps the writer's cost (a pandas frame and one file write, about
-        a millisecond of the worker's GIL) from landing on every request at low traffic.
+        Sleeping instead of waking for every batch keeps the writer to one wake-up and one
+        write per interval, so its cost (a pandas frame, one file write, and the GIL while
+        they run) does not land on every request.
         """
-        first = self._pending.get()
-        batches = [first]
-        n_rows = 0 if first is None else len(first[1])
-        deadline = time.monotonic() + self.flush_seconds
-        while first is not None and n_rows < self.flush_rows:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+        batches = [self._pending.get()]
+        if batches[0] is not None:
+            time.sleep(self.flush_seconds)
+        while batches[-1] is not None:
             try:
-                item = self._pending.get(timeout=remaining)
+                batches.append(self._pending.get_nowait())
             except queue.Empty:
                 break
-            batches.append(item)
-            if item is None:
-                break
-            n_rows += len(item[1])
         return batches
 
     def _write(self, features: np.ndarray, scores: np.ndarray) -> None:
