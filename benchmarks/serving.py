@@ -251,10 +251,12 @@ def measure_variant(
     mix: RequestMix,
     bodies: Path,
     work: Path,
+    keep_order: bool = False,
 ) -> list[LoadLevel]:
     """Start the variant's server, warm it up, measure each user count, stop it.
 
     `workers` applies to the BentoML variants; the FastAPI baseline is one process by design.
+    Loads run ascending unless `keep_order` (e.g. ``1,64,1`` to see the batcher after a burst).
     """
     port = free_port()
     env = {
@@ -273,7 +275,7 @@ def measure_variant(
         # Ascending loads, each warmed up at its own user count: BentoML's adaptive batcher
         # learns how long to hold requests from recent traffic, so a level measured right
         # after a heavier one would inherit that level's wait.
-        for n in sorted(users):
+        for n in users if keep_order else sorted(users):
             if warmup > 0:
                 run_locust(server.url, n, warmup, bodies, work / "warmup")
             level = measure_level(server, n, seconds, mix, bodies, work)
@@ -313,6 +315,9 @@ def main(argv: list[str] | None = None) -> Path:
         default=int(os.environ.get("FRAUD_WORKERS", os.cpu_count() or 1)),
         help="BentoML worker processes (default: FRAUD_WORKERS, else one per CPU)",
     )
+    parser.add_argument(
+        "--keep-order", action="store_true", help="run --users in the given order, not ascending"
+    )
     parser.add_argument("--mix", default=format_mix(DEFAULT_MIX), help="rows:share,...")
     parser.add_argument("--data", help="CSV of the ULB schema to draw rows from")
     parser.add_argument("--raw-batches", default="1,64,1024")
@@ -351,7 +356,15 @@ def main(argv: list[str] | None = None) -> Path:
             work.mkdir()
             print(f"{name}: {variant.description}", flush=True)
             levels = measure_variant(
-                variant, args.workers, users, args.duration, args.warmup, mix, bodies, work
+                variant,
+                args.workers,
+                users,
+                args.duration,
+                args.warmup,
+                mix,
+                bodies,
+                work,
+                keep_order=args.keep_order,
             )
             results["variants"][name] = {  # type: ignore[index]
                 "description": variant.description,
