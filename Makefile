@@ -8,7 +8,9 @@ MODELS ?= mlp distilbert
 export BENTOML_HOME ?= $(CURDIR)/bentos
 export WANDB_MODE ?= offline
 
-.PHONY: install models serve test lint bento bench bench-gpu clean-models
+.PHONY: install models serve test lint bento bento-gpu container container-gpu data \
+	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
+	bench bench-gpu clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 $(VENV)/.installed: pyproject.toml
@@ -41,7 +43,67 @@ lint: install
 	$(BIN)/ruff format --check .
 
 bento: models
-	$(BIN)/bentoml build
+	FRAUD_MODEL=mlp $(BIN)/bentoml build
+
+# The GPU bento packs the DistilBERT model in the store (train distilbert_base on a GPU first).
+bento-gpu: models
+	FRAUD_MODEL=distilbert $(BIN)/bentoml build -f bentofile-gpu.yaml
+
+# --- GCP (needs gcloud, and Docker with BuildKit for containerize) -------------------------
+GCP_PROJECT ?= $(shell gcloud config get-value project 2>/dev/null)
+GCP_REGION ?= us-central1
+AR_REPO ?= fraud
+REGISTRY := $(GCP_REGION)-docker.pkg.dev/$(GCP_PROJECT)/$(AR_REPO)
+IMAGE ?= $(REGISTRY)/fraud-detector:latest
+IMAGE_GPU ?= $(REGISTRY)/fraud-detector-gpu:latest
+FILL_PLACEHOLDERS := sed -e 's|REGION-docker.pkg.dev/PROJECT_ID/fraud|$(REGISTRY)|'
+
+container: bento
+	$(BIN)/bentoml containerize fraud_detector:latest -t $(IMAGE)
+
+container-gpu: bento-gpu
+	$(BIN)/bentoml containerize fraud_detector_gpu:latest -t $(IMAGE_GPU)
+
+deploy-cloudrun: container
+	docker push $(IMAGE)
+	$(FILL_PLACEHOLDERS) deploy/cloudrun/service-cpu.yaml > /tmp/fraud-cloudrun.yaml
+	gcloud run services replace /tmp/fraud-cloudrun.yaml --region $(GCP_REGION)
+
+deploy-cloudrun-gpu: container-gpu
+	docker push $(IMAGE_GPU)
+	$(FILL_PLACEHOLDERS) deploy/cloudrun/service-gpu.yaml > /tmp/fraud-cloudrun-gpu.yaml
+	gcloud run services replace /tmp/fraud-cloudrun-gpu.yaml --region $(GCP_REGION)
+
+deploy-gke: container
+	docker push $(IMAGE)
+	kubectl kustomize deploy/gke/overlays/cpu | $(FILL_PLACEHOLDERS) | kubectl apply -f -
+
+deploy-gke-gpu: container-gpu
+	docker push $(IMAGE_GPU)
+	kubectl kustomize deploy/gke/overlays/gpu | $(FILL_PLACEHOLDERS) | kubectl apply -f -
+
+training-image:
+	docker build -f deploy/vertex/Dockerfile -t $(REGISTRY)/fraud-training:latest .
+	docker push $(REGISTRY)/fraud-training:latest
+
+vertex-train:
+	$(FILL_PLACEHOLDERS) deploy/vertex/train-distilbert-base.yaml > /tmp/fraud-vertex.yaml
+	gcloud ai custom-jobs create --region $(GCP_REGION) --display-name fraud-distilbert-base \
+	  --config /tmp/fraud-vertex.yaml
+
+# The real data through DVC when a remote is configured (DVC_REMOTE=gs://bucket/path or
+# .dvc/config), else the synthetic default written as data/creditcard.csv.
+DVC_REMOTE ?=
+data: install
+	@if [ -n "$(DVC_REMOTE)" ]; then \
+	  $(BIN)/pip install --quiet -e ".[data]" && \
+	  $(BIN)/dvc remote modify --local gcs url $(DVC_REMOTE) && $(BIN)/dvc pull; \
+	elif ! grep -q YOUR_BUCKET .dvc/config; then \
+	  $(BIN)/pip install --quiet -e ".[data]" && $(BIN)/dvc pull; \
+	else \
+	  echo "No DVC remote configured: writing the synthetic default"; \
+	  $(BIN)/python -m training.data.write_synthetic data/creditcard.csv; \
+	fi
 
 # Serving benchmark (Locust; every variant in one run, ~15 min on 2 cores). Results land in
 # benchmarks/results/serving-<host>.{json,md,png}. Pass options with BENCH_ARGS="...".

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,4 +36,28 @@ def test_bentoml_build_packages_the_serving_side_only(trained_store: Path) -> No
     locked = (bento_dir / "env" / "python" / "requirements.txt").read_text().lower().splitlines()
     names = {line.split("==")[0].strip() for line in locked if "==" in line}
     assert {"bentoml", "onnxruntime", "evidently"} <= names
+    assert not names & set(TRAINING_ONLY), names & set(TRAINING_ONLY)
+    dockerfile = (bento_dir / "env" / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^USER bentoml$", dockerfile, re.MULTILINE), "the image runs as non-root"
+    entrypoint = (bento_dir / "env" / "docker" / "entrypoint.sh").read_text()
+    assert "export BENTOML_PORT=$PORT" in entrypoint, "Cloud Run's $PORT must be honoured"
+
+
+def test_gpu_bento_swaps_onnxruntime_for_its_cuda_build(trained_store: Path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(trained_store), "FRAUD_MODEL": "distilbert"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", "-f", "bentofile-gpu.yaml", "--output", "tag"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bento_dir = max(
+        (trained_store / "bentos" / "fraud_detector_gpu").glob("*/"), key=os.path.getmtime
+    )
+    info = yaml.safe_load((bento_dir / "bento.yaml").read_text())
+    served = [m["tag"] for s in info["services"] for m in s["models"]]
+    assert len(served) == 1 and served[0].startswith("fraud-distilbert:")
+    locked = (bento_dir / "env" / "python" / "requirements.txt").read_text().lower().splitlines()
+    names = {line.split("==")[0].strip() for line in locked if "==" in line}
+    assert "onnxruntime-gpu" in names and "onnxruntime" not in names
+    assert {"nvidia-cudnn-cu13", "nvidia-cublas"} <= names, "CUDA libraries come as wheels"
     assert not names & set(TRAINING_ONLY), names & set(TRAINING_ONLY)
