@@ -1,6 +1,6 @@
 """Write the embedded synthetic dataset as a CSV of the ULB schema (``make data`` without DVC).
 
-    python -m training.data.write_synthetic data/creditcard.csv --rows 50000
+python -m training.data.write_synthetic data/creditcard.csv --rows 50000
 """
 
 from __future__ import annotations
