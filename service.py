@@ -24,6 +24,8 @@ from fraud_detection.drift_log import MONITOR_TYPE
 from fraud_detection.drift_log import DriftHook
 from fraud_detection.drift_log import MonitorDriftLog
 from fraud_detection.drift_log import NoDriftLog
+from fraud_detection.http_guards import BearerAuth
+from fraud_detection.http_guards import BodySizeLimit
 from fraud_detection.scorer import OnnxScorer
 from fraud_detection.settings import ServingSettings
 
@@ -94,3 +96,11 @@ class FraudDetector:
             )
             for p, f in zip(scores, is_fraud, strict=True)
         ]
+
+
+# Outermost first: refuse unauthenticated callers before reading their bodies.
+if settings.api_token:
+    FraudDetector.add_asgi_middleware(
+        BearerAuth, token=settings.api_token, public_paths=settings.public_paths
+    )
+FraudDetector.add_asgi_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

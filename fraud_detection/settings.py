@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
 from typing import Any
 
 from fraud_detection.catalog import MODEL_KINDS
@@ -27,6 +29,10 @@ class ServingSettings:
       core). Keep workers x threads within the CPU count.
     - ``FRAUD_ACCESS_LOG``: ``1`` writes BentoML's per-request access log line (default
       ``0``: Cloud Run and GKE load balancers already log every request).
+    - ``FRAUD_MAX_BODY_BYTES``: largest request body accepted (default 8 MiB); larger is 413.
+    - ``FRAUD_API_TOKEN`` or ``FRAUD_API_TOKEN_FILE`` (a mounted secret): when set, every path
+      but ``FRAUD_PUBLIC_PATHS`` (default the health checks and ``/metrics``) needs
+      ``Authorization: Bearer <token>``.
     - ``FRAUD_TRACING``: ``1`` runs ``/predict`` through BentoML's OpenTelemetry middleware
       (set it with a tracing exporter); default ``0`` skips it on ``/predict`` only.
     """
@@ -41,6 +47,9 @@ class ServingSettings:
     workers: int = 1
     ort_threads: int = 1
     access_log: bool = False
+    max_body_bytes: int = 8 * 2**20
+    api_token: str | None = field(default=None, repr=False)  # never in logs or reprs
+    public_paths: frozenset[str] = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
     tracing: bool = False
 
     def __post_init__(self) -> None:
@@ -51,7 +60,9 @@ class ServingSettings:
             )
         if self.ort_threads < 0:
             raise ValueError(f"FRAUD_ORT_THREADS must be >= 0, got {self.ort_threads}")
-        for name in ("max_batch_size", "max_latency_ms", "max_rows", "workers"):
+        if self.api_token is not None and not self.api_token.strip():
+            raise ValueError("FRAUD_API_TOKEN (or its file) is empty")
+        for name in ("max_batch_size", "max_latency_ms", "max_rows", "workers", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FRAUD_{name.upper()} must be >= 1, got {getattr(self, name)}")
 
@@ -98,6 +109,17 @@ class ServingSettings:
                 return False
             raise ValueError(f"{name}={raw!r} is not a flag; use 1 or 0")
 
+        def api_token() -> str | None:
+            if "FRAUD_API_TOKEN" in environ:
+                return environ["FRAUD_API_TOKEN"]
+            path = environ.get("FRAUD_API_TOKEN_FILE")
+            if path is None:
+                return None
+            try:
+                return Path(path).read_text().strip()
+            except OSError as e:
+                raise ValueError(f"FRAUD_API_TOKEN_FILE={path!r} cannot be read: {e}") from e
+
         return cls(
             model_kind=environ.get("FRAUD_MODEL", defaults.model_kind),
             max_batch_size=integer("FRAUD_MAX_BATCH_SIZE", defaults.max_batch_size),
@@ -110,4 +132,11 @@ class ServingSettings:
             ort_threads=integer("FRAUD_ORT_THREADS", defaults.ort_threads),
             access_log=flag("FRAUD_ACCESS_LOG", defaults.access_log),
             tracing=flag("FRAUD_TRACING", defaults.tracing),
+            max_body_bytes=integer("FRAUD_MAX_BODY_BYTES", defaults.max_body_bytes),
+            api_token=api_token(),
+            public_paths=frozenset(
+                p.strip() for p in environ["FRAUD_PUBLIC_PATHS"].split(",") if p.strip()
+            )
+            if "FRAUD_PUBLIC_PATHS" in environ
+            else defaults.public_paths,
         )

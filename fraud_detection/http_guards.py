@@ -1,0 +1,116 @@
+"""ASGI middlewares in front of the service: bearer-token auth and a request-body size limit.
+
+Both answer with JSON ``{"detail": ...}`` like the rest of the API, before any parsing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    return next((v for k, v in scope.get("headers", []) if k.lower() == name), None)
+
+
+class BearerAuth:
+    """Requires ``Authorization: Bearer <token>`` except on `public_paths`.
+
+    The comparison is constant-time, and every refusal gets the same 401 body, so a caller
+    learns nothing about which part was wrong.
+    """
+
+    def __init__(self, app: ASGIApp, token: str, public_paths: frozenset[str]) -> None:
+        if not token:
+            raise ValueError("BearerAuth needs a non-empty token")
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+        self.public_paths = public_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        supplied = header(scope, b"authorization") or b""
+        if not hmac.compare_digest(supplied, self.expected):
+            await send_json(
+                send, 401, "missing or invalid bearer token", [(b"www-authenticate", b"Bearer")]
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+class BodySizeLimit:
+    """Answers 413 to request bodies over `max_bytes`, declared or streamed, before parsing."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def too_large(self, size: str) -> str:
+        return f"request body is {size}; the limit is {self.max_bytes} bytes (FRAUD_MAX_BODY_BYTES)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = header(scope, b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await send_json(send, 400, f"invalid Content-Length header {declared.decode()!r}")
+                return
+            if int(declared) > self.max_bytes:
+                await send_json(send, 413, self.too_large(f"{int(declared)} bytes"))
+                return
+            await self.app(scope, receive, send)
+            return
+        # No length declared (chunked): read up to the limit, then replay what was read.
+        messages: list[Message] = []
+        received = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                await send_json(send, 413, self.too_large(f"over {self.max_bytes} bytes"))
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,124 @@
+"""Bearer auth and the body-size limit: the ASGI middlewares alone, then on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fraud_detection.http_guards import BearerAuth
+from fraud_detection.http_guards import BodySizeLimit
+from fraud_detection.settings import ServingSettings
+from training.data import generate_transactions
+
+
+async def echo_body(scope, receive, send) -> None:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def call(app, *, path="/predict", headers=(), chunks=(b"",)) -> tuple[int, bytes, dict]:
+    """Run one HTTP request through an ASGI app; the body arrives in `chunks`."""
+    scope = {"type": "http", "path": path, "headers": [(k.lower(), v) for k, v in headers]}
+    incoming = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    sent: list[dict] = []
+
+    async def receive():
+        return incoming.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start = sent[0]
+    return start["status"], b"".join(m.get("body", b"") for m in sent[1:]), dict(start["headers"])
+
+
+def test_body_limit_refuses_declared_and_streamed_bodies_before_the_app() -> None:
+    app = BodySizeLimit(echo_body, max_bytes=10)
+    status, body, _ = call(app, headers=[(b"content-length", b"11")], chunks=[b"x" * 11])
+    assert status == 413 and b"FRAUD_MAX_BODY_BYTES" in body
+    status, _, _ = call(app, chunks=[b"x" * 6, b"x" * 6])  # chunked, no length
+    assert status == 413
+    assert call(app, chunks=[b"abc", b"defg"])[:2] == (200, b"abcdefg"), "replayed intact"
+    assert call(app, headers=[(b"content-length", b"7")], chunks=[b"abcdefg"])[0] == 200
+    status, body, _ = call(app, headers=[(b"content-length", b"-1")])
+    assert status == 400 and b"Content-Length" in body
+
+
+def test_bearer_auth_gives_one_answer_to_every_failure() -> None:
+    app = BearerAuth(echo_body, token="s3cret", public_paths=frozenset({"/readyz"}))
+    refusals = [
+        call(app),
+        call(app, headers=[(b"authorization", b"Bearer wrong")]),
+        call(app, headers=[(b"authorization", b"Basic s3cret")]),
+        call(app, headers=[(b"authorization", b"Bearer s3cret ")]),
+    ]
+    assert {(status, body) for status, body, _ in refusals} == {
+        (401, b'{"detail": "missing or invalid bearer token"}')
+    }
+    assert all(headers[b"www-authenticate"] == b"Bearer" for _, _, headers in refusals)
+    assert call(app, headers=[(b"authorization", b"Bearer s3cret")])[0] == 200
+    assert call(app, path="/readyz")[0] == 200
+
+
+def test_token_comes_from_env_or_a_mounted_file_and_never_from_repr(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("from-file\n")
+    assert ServingSettings.from_env({"FRAUD_API_TOKEN_FILE": str(secret)}).api_token == "from-file"
+    settings = ServingSettings.from_env({"FRAUD_API_TOKEN": "from-env"})
+    assert settings.api_token == "from-env" and "from-env" not in repr(settings)
+    with pytest.raises(ValueError, match="FRAUD_API_TOKEN_FILE"):
+        ServingSettings.from_env({"FRAUD_API_TOKEN_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ValueError, match="empty"):
+        ServingSettings.from_env({"FRAUD_API_TOKEN": " "})
+    assert ServingSettings.from_env({"FRAUD_PUBLIC_PATHS": "/livez, /metrics"}).public_paths == {
+        "/livez",
+        "/metrics",
+    }
+
+
+def test_real_server_with_auth_and_a_small_body_limit(trained_store: Path, tmp_path: Path) -> None:
+    from tests.conftest import start_server
+
+    running = start_server(
+        trained_store, tmp_path, "mlp", FRAUD_API_TOKEN="s3cret", FRAUD_MAX_BODY_BYTES="4000"
+    )
+    rows = json.loads(
+        generate_transactions(20, seed=4).drop(columns="Class").to_json(orient="records")
+    )
+    auth = {"Authorization": "Bearer s3cret"}
+    try:
+        url = f"{running.url}/predict"
+        assert httpx.post(url, json={"transactions": rows[:1]}, timeout=10).status_code == 401
+        ok = httpx.post(url, json={"transactions": rows[:1]}, headers=auth, timeout=10)
+        assert ok.status_code == 200, ok.text
+        big = httpx.post(url, json={"transactions": rows}, headers=auth, timeout=10)
+        assert big.status_code == 413 and "FRAUD_MAX_BODY_BYTES" in big.json()["detail"]
+        body = json.dumps({"transactions": rows}).encode()
+        streamed = httpx.post(
+            url,
+            content=(body[i : i + 1000] for i in range(0, len(body), 1000)),
+            headers={**auth, "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert streamed.status_code == 413
+        assert httpx.get(f"{running.url}/readyz", timeout=10).status_code == 200, "public"
+        assert httpx.get(f"{running.url}/metrics", timeout=10).status_code == 200, "public"
+        again = httpx.post(url, json={"transactions": rows[:2]}, headers=auth, timeout=10)
+        assert again.status_code == 200 and len(again.json()) == 2, "still serving"
+    finally:
+        running.server.stop()
+    assert "s3cret" not in running.log(), "the token must not reach the logs"
