@@ -26,6 +26,8 @@ from fraud_detection.drift_log import MonitorDriftLog
 from fraud_detection.drift_log import NoDriftLog
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
+from fraud_detection.model_files import CHECKSUMS_KEY
+from fraud_detection.model_files import verify_checksums
 from fraud_detection.scorer import OnnxScorer
 from fraud_detection.settings import ServingSettings
 
@@ -37,6 +39,12 @@ if fraud_model.stored is None:
         f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}. "
         f"Create it with: {training_command(settings.model_kind)}"
     )
+# Fail at start-up, not at the first request, if the stored files were altered or truncated.
+verify_checksums(
+    fraud_model.stored.path,
+    fraud_model.stored.info.metadata.get(CHECKSUMS_KEY),
+    f"{fraud_model.stored.tag} (retrain: {training_command(settings.model_kind)})",
+)
 
 
 @bentoml.service(

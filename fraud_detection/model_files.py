@@ -1,0 +1,49 @@
+"""Integrity of a stored model: SHA-256 of each file, recorded at save, verified at load.
+
+A stored model is exactly three files (ONNX graph, JSON card, CSV reference); nothing that
+could execute code (no pickle) is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from fraud_detection.catalog import CARD_FILE
+from fraud_detection.catalog import ONNX_FILE
+from fraud_detection.catalog import REFERENCE_FILE
+
+MODEL_FILES = (ONNX_FILE, CARD_FILE, REFERENCE_FILE)
+#: Key of the checksums in the BentoML model's metadata.
+CHECKSUMS_KEY = "sha256"
+
+
+class ModelIntegrityError(RuntimeError):
+    """A stored model's files are missing or differ from what was saved."""
+
+
+def file_checksums(directory: str | Path) -> dict[str, str]:
+    """SHA-256 (hex) of each model file in `directory`."""
+    directory = Path(directory)
+    return {
+        name: hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in MODEL_FILES
+    }
+
+
+def verify_checksums(directory: str | Path, expected: Mapping[str, str] | None, tag: str) -> None:
+    """Raise `ModelIntegrityError` unless every model file matches its recorded checksum."""
+    directory = Path(directory)
+    if not expected:
+        raise ModelIntegrityError(
+            f"{tag} records no file checksums (saved by an older version); retrain it"
+        )
+    problems = []
+    for name in MODEL_FILES:
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != expected.get(name):
+            problems.append(f"{name} differs from the saved file (SHA-256 mismatch)")
+    if problems:
+        raise ModelIntegrityError(f"{tag} at {directory}: " + "; ".join(problems))

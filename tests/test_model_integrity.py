@@ -1,0 +1,71 @@
+"""Stored-model checksums: recorded at save, verified before the service starts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fraud_detection.catalog import CARD_FILE
+from fraud_detection.catalog import ONNX_FILE
+from fraud_detection.model_files import CHECKSUMS_KEY
+from fraud_detection.model_files import MODEL_FILES
+from fraud_detection.model_files import ModelIntegrityError
+from fraud_detection.model_files import file_checksums
+from fraud_detection.model_files import verify_checksums
+from tests.conftest import REPO
+
+
+def stored_model(home: Path, name: str = "fraud-mlp:latest"):
+    from bentoml._internal.models.model import ModelStore
+
+    return ModelStore(str(home / "models")).get(name)
+
+
+def test_checksums_are_recorded_and_match_the_saved_files(trained_store: Path) -> None:
+    model = stored_model(trained_store)
+    recorded = model.info.metadata[CHECKSUMS_KEY]
+    assert set(recorded) == set(MODEL_FILES)
+    assert recorded == file_checksums(model.path)
+    verify_checksums(model.path, recorded, str(model.tag))  # no error
+
+
+def test_verify_names_every_altered_or_missing_file(tmp_path: Path) -> None:
+    for name in MODEL_FILES:
+        (tmp_path / name).write_text(name)
+    recorded = file_checksums(tmp_path)
+    (tmp_path / ONNX_FILE).write_text("tampered")
+    (tmp_path / CARD_FILE).unlink()
+    with pytest.raises(ModelIntegrityError) as error:
+        verify_checksums(tmp_path, recorded, "fraud-mlp:v1")
+    assert "model.onnx differs" in str(error.value) and "card.json is missing" in str(error.value)
+    with pytest.raises(ModelIntegrityError, match="no file checksums"):
+        verify_checksums(tmp_path, None, "fraud-mlp:v1")
+
+
+@pytest.mark.parametrize("damaged", [ONNX_FILE, CARD_FILE])
+def test_a_corrupted_model_stops_the_server_at_start_up(
+    trained_store: Path, tmp_path: Path, damaged: str
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(trained_store / "models", home / "models")
+    model = stored_model(home)
+    with open(Path(model.path) / damaged, "ab") as f:
+        f.write(b"\0garbage")
+    env = {**os.environ, "BENTOML_HOME": str(home), "FRAUD_MODEL": "mlp"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector", "--port", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"{damaged} differs from the saved file" in output
+    assert "python -m training model=mlp" in output
