@@ -116,3 +116,37 @@ def test_drift_log_writes_one_record_per_flush_interval(monkeypatch: pytest.Monk
         log.observe(np.zeros((1, N_FEATURES), dtype=np.float32), np.zeros(1, dtype=np.float32))
     log.close()
     assert written == [20]
+
+
+class FlakyClient:
+    """Answers 503 `busy` times, then scores; counts calls."""
+
+    def __init__(self, busy: int, status: int = 503) -> None:
+        self.busy, self.status, self.calls = busy, status, 0
+
+    def predict(self, transactions: list[dict[str, float]]) -> list[dict[str, object]]:
+        from http import HTTPStatus
+
+        from bentoml.exceptions import BentoMLException
+
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise BentoMLException("busy", error_code=HTTPStatus(self.status))
+        return [{"fraud_probability": 0.5} for _ in transactions]
+
+
+def test_client_retries_overload_with_backoff_and_nothing_else() -> None:
+    from bentoml.exceptions import BentoMLException
+
+    from fraud_detection.client import predict_with_retry
+
+    waits: list[float] = []
+    client = FlakyClient(busy=2)
+    assert predict_with_retry(client, [{}], sleep=waits.append) == [{"fraud_probability": 0.5}]
+    assert client.calls == 3 and len(waits) == 2 and waits[1] > waits[0] * 0.99
+    with pytest.raises(BentoMLException):
+        predict_with_retry(FlakyClient(busy=9), [{}], retries=2, sleep=waits.append)
+    bad_request = FlakyClient(busy=1, status=400)
+    with pytest.raises(BentoMLException):
+        predict_with_retry(bad_request, [{}], sleep=waits.append)
+    assert bad_request.calls == 1, "a 400 is not retried"
