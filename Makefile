@@ -10,7 +10,7 @@ export WANDB_MODE ?= offline
 
 .PHONY: install models serve test lint bento bento-gpu container container-gpu data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	bench bench-gpu clean-models
+	bench bench-gpu audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 $(VENV)/.installed: pyproject.toml
@@ -123,6 +123,12 @@ bench-gpu: install
 	$(GPU_ENV) $(BIN)/python -m benchmarks.serving --variants distilbert-batching --mix 256 \
 	  --users 4,16,64 --duration 10 --warmup 3 --raw-batches 256 --raw-seconds 0.5 \
 	  --name serving-gpu-rows256
+
+# Known vulnerabilities in the CPU bento's locked serving requirements (needs PyPI's JSON API).
+audit: bento
+	$(BIN)/pip install --quiet "pip-audit>=2.7"
+	$(BIN)/pip-audit --disable-pip --no-deps --progress-spinner off \
+	  -r "$$($(BIN)/bentoml get fraud_detector:latest -o path)/env/python/requirements.txt"
 
 clean-models:
 	rm -rf $(BENTOML_HOME)/models
