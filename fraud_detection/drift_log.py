@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import json
 import logging
 import queue
@@ -73,6 +74,25 @@ class JsonLinesMonitor(DefaultMonitor):
         self.data_logger.info(lines.rstrip("\n"))
 
 
+@functools.cache
+def drift_log_counters() -> tuple[Any, Any]:
+    """Prometheus counters (failed writes, dropped rows), created once per worker process.
+
+    prometheus_client is imported here, not at module import: BentoML sets the multiprocess
+    directory in each worker after the service module is imported.
+    """
+    import prometheus_client
+
+    return (
+        prometheus_client.Counter(
+            "fraud_drift_log_failures", "Drift-log writes that failed (predictions continued)"
+        ),
+        prometheus_client.Counter(
+            "fraud_drift_log_dropped_rows", "Rows left out of the drift log: its backlog was full"
+        ),
+    )
+
+
 class DriftHook(Protocol):
     """Receives every scored batch; must never raise into, or block, the prediction path."""
 
@@ -113,6 +133,7 @@ class MonitorDriftLog:
             self._pending.put_nowait((features, scores))
         except queue.Full:
             self.dropped_rows += len(scores)
+            drift_log_counters()[1].inc(len(scores))
             if self.dropped_rows == len(scores):  # warn once, then count
                 logger.warning("Drift log backlog full: rows are dropped from the log")
 
@@ -170,6 +191,7 @@ class MonitorDriftLog:
         except Exception:
             # A broken log sink must not turn a scored request into an error.
             self.failures += 1
+            drift_log_counters()[0].inc()
             logger.exception(
                 "Drift log failed (%d failures so far); predictions continue", self.failures
             )

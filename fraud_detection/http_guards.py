@@ -114,3 +114,27 @@ class BodySizeLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+
+class RetryAfterOn503:
+    """Adds ``Retry-After`` to the app's 503 answers (the batcher shedding load), so clients
+    back off instead of retrying at once."""
+
+    def __init__(self, app: ASGIApp, seconds: int = 1) -> None:
+        self.app = app
+        self.value = str(seconds).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_retry_after(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 503:
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"retry-after"
+                ]
+                message = {**message, "headers": [*headers, (b"retry-after", self.value)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_retry_after)

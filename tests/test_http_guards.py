@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 from pathlib import Path
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
+from fraud_detection.http_guards import RetryAfterOn503
 from fraud_detection.settings import ServingSettings
 from training.data import generate_transactions
 
@@ -122,3 +125,44 @@ def test_real_server_with_auth_and_a_small_body_limit(trained_store: Path, tmp_p
     finally:
         running.server.stop()
     assert "s3cret" not in running.log(), "the token must not reach the logs"
+
+
+def test_503_answers_carry_retry_after() -> None:
+    async def busy(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": b"busy"})
+
+    status, _, headers = call(RetryAfterOn503(busy))
+    assert status == 503 and headers[b"retry-after"] == b"1"
+    assert b"retry-after" not in call(RetryAfterOn503(echo_body))[2], "only on 503"
+
+
+def test_unwritable_drift_log_leaves_predictions_working_and_is_counted(
+    trained_store: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import start_server
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the drift-log directory should be")
+    running = start_server(
+        trained_store, tmp_path, "mlp", FRAUD_MONITOR_LOG_PATH=str(blocker / "monitoring")
+    )
+    rows = json.loads(
+        generate_transactions(5, seed=5).drop(columns="Class").to_json(orient="records")
+    )
+    try:
+        for _ in range(3):
+            response = httpx.post(f"{running.url}/predict", json={"transactions": rows}, timeout=10)
+            assert response.status_code == 200 and len(response.json()) == 5
+        deadline = time.monotonic() + 10
+        failures = 0.0
+        while time.monotonic() < deadline and failures == 0:
+            metrics = httpx.get(f"{running.url}/metrics", timeout=10).text
+            found = re.findall(
+                r"^fraud_drift_log_failures_total(?:\{[^}]*\})? (\S+)$", metrics, re.M
+            )
+            failures = sum(float(v) for v in found)
+            time.sleep(0.3)
+        assert failures >= 1, "failed drift-log writes are counted on /metrics"
+    finally:
+        running.server.stop()
