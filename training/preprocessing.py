@@ -36,7 +36,10 @@ class FeatureScaler:
         x = train_features.astype(np.float64).copy()
         x[:, mask] = np.log1p(x[:, mask])
         scale = x.std(axis=0)
-        return cls(log1p_features, x.mean(axis=0), np.where(scale > 0, scale, 1.0))
+        # The models compute in float32: a spread below its resolution is a constant feature
+        # (dividing by it would underflow to 0 and give NaN), so it is only centred.
+        constant = scale < np.finfo(np.float32).eps
+        return cls(log1p_features, x.mean(axis=0), np.where(constant, 1.0, scale))
 
     def to_card(self) -> Preprocessing:
         return Preprocessing(
