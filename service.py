@@ -26,6 +26,8 @@ from fraud_detection.drift_log import MonitorDriftLog
 from fraud_detection.drift_log import NoDriftLog
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
+from fraud_detection.http_guards import JsonBodyOnly
+from fraud_detection.http_guards import OpenAPICorrection
 from fraud_detection.http_guards import RetryAfterOn503
 from fraud_detection.model_files import CHECKSUMS_KEY
 from fraud_detection.model_files import verify_checksums
@@ -113,4 +115,6 @@ if settings.api_token:
         BearerAuth, token=settings.api_token, public_paths=settings.public_paths
     )
 FraudDetector.add_asgi_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+FraudDetector.add_asgi_middleware(JsonBodyOnly)
 FraudDetector.add_asgi_middleware(RetryAfterOn503)
+FraudDetector.add_asgi_middleware(OpenAPICorrection)

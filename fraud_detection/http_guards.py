@@ -138,3 +138,85 @@ class RetryAfterOn503:
             await send(message)
 
         await self.app(scope, receive, send_with_retry_after)
+
+
+#: What a 400 really carries: pydantic's error list (``loc`` names the row and field), or text.
+ERROR_DETAIL_SCHEMA: dict[str, Any] = {
+    "title": "Error Detail",
+    "anyOf": [
+        {"type": "string"},
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    ],
+}
+
+
+def correct_openapi(document: dict[str, Any]) -> dict[str, Any]:
+    """BentoML 1.4.40 documents a 400's ``detail`` as a string; validation errors send a list."""
+    invalid = document.get("components", {}).get("schemas", {}).get("InvalidArgument")
+    if invalid is not None:
+        invalid.setdefault("properties", {})["detail"] = ERROR_DETAIL_SCHEMA
+    return document
+
+
+class OpenAPICorrection:
+    """Serves ``/docs.json`` with `correct_openapi` applied, so clients and schema-based
+    testers see the error bodies the service actually returns."""
+
+    def __init__(self, app: ASGIApp, path: str = "/docs.json") -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            else:
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        body = b"".join(chunks)
+        if start.get("status") == 200:
+            body = json.dumps(correct_openapi(json.loads(body))).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class JsonBodyOnly:
+    """Answers 415 to a POST whose Content-Type is not JSON, before BentoML picks a parser
+    (a multipart type without a boundary made BentoML 1.4.40 answer 500). A request with no
+    Content-Type is read as JSON."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = frozenset({"/predict"})) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+            raw = header(scope, b"content-type")
+            media_type = (raw or b"application/json").split(b";")[0].strip().lower()
+            if media_type != b"application/json":
+                shown = (raw or b"").decode("latin-1")
+                await send_json(
+                    send, 415, f"Content-Type {shown!r} is not accepted: send application/json"
+                )
+                return
+        await self.app(scope, receive, send)

@@ -186,6 +186,16 @@ def test_bad_json_is_a_400_naming_the_field(server: RunningServer, body: dict, f
         pytest.param(
             b"\x80\x04K\x01.", "application/vnd.bentoml+pickle", 415, "pickle", id="pickle"
         ),
+        pytest.param(
+            b'{"transactions": []}',
+            "multipart/form-data",
+            415,
+            "multipart",
+            id="multipart-without-boundary",
+        ),
+        pytest.param(
+            b"transactions=1", "application/x-www-form-urlencoded", 415, "json", id="form"
+        ),
     ],
 )
 def test_malformed_bodies_are_4xx(

@@ -1,0 +1,39 @@
+"""Schemathesis against the service's own OpenAPI document: no 5xx, no off-schema response."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import start_server
+
+
+def test_schemathesis_finds_no_server_error_or_schema_violation(
+    trained_store: Path, tmp_path: Path
+) -> None:
+    # The CLI installed next to this interpreter (the dev extra), not whatever is on PATH.
+    cli = Path(sys.executable).parent / "schemathesis"
+    assert cli.exists(), "schemathesis is a dev dependency: pip install -e '.[dev]'"
+    running = start_server(trained_store, tmp_path, "mlp")
+    try:
+        result = subprocess.run(
+            [
+                cli,
+                "run",
+                f"{running.url}/docs.json",
+                "--checks",
+                "not_a_server_error,response_schema_conformance",
+                "--max-examples",
+                "150",
+                "--seed",
+                "7",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        running.server.stop()
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "No issues found" in result.stdout
