@@ -70,6 +70,20 @@ def trained_store(trained: TrainedStore) -> Path:
     return trained.home
 
 
+def failed_start_output(bentoml_home: Path, kind: str) -> str:
+    """Run ``bentoml serve`` expecting it to stop at start-up; return what it printed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector", "--port", "0"],
+        cwd=REPO,
+        env={**os.environ, "BENTOML_HOME": str(bentoml_home), "FRAUD_MODEL": kind},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0, "the server was expected to refuse to start"
+    return result.stdout + result.stderr
+
+
 @dataclass
 class RunningServer:
     kind: str

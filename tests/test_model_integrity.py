@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ from fraud_detection.model_files import MODEL_FILES
 from fraud_detection.model_files import ModelIntegrityError
 from fraud_detection.model_files import file_checksums
 from fraud_detection.model_files import verify_checksums
-from tests.conftest import REPO
+from tests.conftest import failed_start_output
 
 
 def stored_model(home: Path, name: str = "fraud-mlp:latest"):
@@ -56,16 +53,6 @@ def test_a_corrupted_model_stops_the_server_at_start_up(
     model = stored_model(home)
     with open(Path(model.path) / damaged, "ab") as f:
         f.write(b"\0garbage")
-    env = {**os.environ, "BENTOML_HOME": str(home), "FRAUD_MODEL": "mlp"}
-    result = subprocess.run(
-        [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector", "--port", "0"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
+    output = failed_start_output(home, "mlp")
     assert f"{damaged} differs from the saved file" in output
     assert "python -m training model=mlp" in output

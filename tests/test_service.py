@@ -23,6 +23,7 @@ from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.scorer import OnnxScorer
 from tests.conftest import REPO
 from tests.conftest import RunningServer
+from tests.conftest import failed_start_output
 from training.data import generate_transactions
 
 
@@ -229,17 +230,7 @@ def test_too_many_rows_is_a_400(trained_store: Path, tmp_path: Path) -> None:
 
 
 def test_missing_model_fails_at_start_naming_tag_and_command(tmp_path: Path) -> None:
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "empty_home"), "FRAUD_MODEL": "distilbert"}
-    result = subprocess.run(
-        [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector", "--port", "0"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
+    output = failed_start_output(tmp_path / "empty_home", "distilbert")
     assert "fraud-distilbert:latest" in output
     assert "python -m training model=distilbert" in output
 
