@@ -26,6 +26,7 @@ from fraud_detection.drift_log import MonitorDriftLog
 from fraud_detection.drift_log import NoDriftLog
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
+from fraud_detection.http_guards import InFlightLimit
 from fraud_detection.http_guards import JsonBodyOnly
 from fraud_detection.http_guards import OpenAPICorrection
 from fraud_detection.http_guards import RetryAfterOn503
@@ -114,6 +115,7 @@ if settings.api_token:
     FraudDetector.add_asgi_middleware(
         BearerAuth, token=settings.api_token, public_paths=settings.public_paths
     )
+FraudDetector.add_asgi_middleware(InFlightLimit, max_in_flight=settings.max_in_flight)
 FraudDetector.add_asgi_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 FraudDetector.add_asgi_middleware(JsonBodyOnly)
 FraudDetector.add_asgi_middleware(RetryAfterOn503)

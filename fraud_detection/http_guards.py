@@ -220,3 +220,41 @@ class JsonBodyOnly:
                 )
                 return
         await self.app(scope, receive, send)
+
+
+class InFlightLimit:
+    """Sheds load: beyond `max_in_flight` concurrent requests on `paths`, answers 503 with
+    ``Retry-After`` at once instead of queueing them until they time out."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_in_flight: int,
+        paths: frozenset[str] = frozenset({"/predict"}),
+        retry_after_s: int = 1,
+    ) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.paths = paths
+        self.retry_after = str(retry_after_s).encode()
+        self.in_flight = 0
+        self.shed = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            self.shed += 1
+            await send_json(
+                send,
+                503,
+                f"busy: {self.in_flight} requests in flight (FRAUD_MAX_IN_FLIGHT); retry shortly",
+                [(b"retry-after", self.retry_after)],
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

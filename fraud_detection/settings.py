@@ -29,6 +29,8 @@ class ServingSettings:
       core). Keep workers x threads within the CPU count.
     - ``FRAUD_ACCESS_LOG``: ``1`` writes BentoML's per-request access log line (default
       ``0``: Cloud Run and GKE load balancers already log every request).
+    - ``FRAUD_MAX_IN_FLIGHT``: concurrent ``/predict`` requests per worker before new ones get
+      503 + ``Retry-After`` at once (default 64).
     - ``FRAUD_MAX_BODY_BYTES``: largest request body accepted (default 8 MiB); larger is 413.
     - ``FRAUD_API_TOKEN`` or ``FRAUD_API_TOKEN_FILE`` (a mounted secret): when set, every path
       but ``FRAUD_PUBLIC_PATHS`` (default the health checks and ``/metrics``) needs
@@ -48,6 +50,7 @@ class ServingSettings:
     ort_threads: int = 1
     access_log: bool = False
     max_body_bytes: int = 8 * 2**20
+    max_in_flight: int = 64
     api_token: str | None = field(default=None, repr=False)  # never in logs or reprs
     public_paths: frozenset[str] = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
     tracing: bool = False
@@ -62,7 +65,14 @@ class ServingSettings:
             raise ValueError(f"FRAUD_ORT_THREADS must be >= 0, got {self.ort_threads}")
         if self.api_token is not None and not self.api_token.strip():
             raise ValueError("FRAUD_API_TOKEN (or its file) is empty")
-        for name in ("max_batch_size", "max_latency_ms", "max_rows", "workers", "max_body_bytes"):
+        for name in (
+            "max_batch_size",
+            "max_latency_ms",
+            "max_rows",
+            "workers",
+            "max_body_bytes",
+            "max_in_flight",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"FRAUD_{name.upper()} must be >= 1, got {getattr(self, name)}")
 
@@ -133,6 +143,7 @@ class ServingSettings:
             access_log=flag("FRAUD_ACCESS_LOG", defaults.access_log),
             tracing=flag("FRAUD_TRACING", defaults.tracing),
             max_body_bytes=integer("FRAUD_MAX_BODY_BYTES", defaults.max_body_bytes),
+            max_in_flight=integer("FRAUD_MAX_IN_FLIGHT", defaults.max_in_flight),
             api_token=api_token(),
             public_paths=frozenset(
                 p.strip() for p in environ["FRAUD_PUBLIC_PATHS"].split(",") if p.strip()

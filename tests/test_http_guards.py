@@ -13,6 +13,7 @@ import pytest
 
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
+from fraud_detection.http_guards import InFlightLimit
 from fraud_detection.http_guards import RetryAfterOn503
 from fraud_detection.settings import ServingSettings
 from training.data import generate_transactions
@@ -166,3 +167,40 @@ def test_unwritable_drift_log_leaves_predictions_working_and_is_counted(
         assert failures >= 1, "failed drift-log writes are counted on /metrics"
     finally:
         running.server.stop()
+
+
+def test_in_flight_limit_sheds_with_503_at_once_and_recovers() -> None:
+    release = asyncio.Event()
+
+    async def slow(scope, receive, send) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limit = InFlightLimit(slow, max_in_flight=2)
+
+    async def request() -> tuple[int, dict]:
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await limit({"type": "http", "path": "/predict", "headers": []}, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    async def scenario() -> list[tuple[int, dict]]:
+        held = [asyncio.create_task(request()) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        shed = await asyncio.wait_for(request(), timeout=1)  # answered without waiting
+        release.set()
+        done = await asyncio.gather(*held)
+        after = await request()  # capacity is back
+        return [shed, *done, after]
+
+    shed, first, second, after = asyncio.run(scenario())
+    assert shed[0] == 503 and shed[1][b"retry-after"] == b"1"
+    assert (first[0], second[0], after[0]) == (200, 200, 200)
+    assert limit.in_flight == 0 and limit.shed == 1
