@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import logging.handlers
 import queue
 import threading
 import time
@@ -36,6 +37,17 @@ SCORE_COLUMN = "fraud_probability"
 #: The ``monitoring.type`` that makes ``bentoml.monitor`` use `JsonLinesMonitor`.
 MONITOR_TYPE = "fraud_detection.drift_log.JsonLinesMonitor"
 MONITOR_LOGGING_CONFIG = Path(__file__).with_name("monitor_logging.yaml")
+
+
+class RaisingTimedRotatingFileHandler(logging.handlers.TimedRotatingFileHandler):
+    """A daily-rotated log file whose write errors (disk full, I/O error) raise to the caller.
+
+    `logging` normally prints a failed write to stderr and carries on, which would hide a
+    full disk from the drift-log failure counter.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        raise  # handleError runs inside emit's except block: re-raise that error
 
 
 class JsonLinesMonitor(DefaultMonitor):

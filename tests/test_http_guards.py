@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fraud_detection.drift_log import MONITOR_NAME
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
 from fraud_detection.http_guards import InFlightLimit
@@ -138,15 +139,31 @@ def test_503_answers_carry_retry_after() -> None:
     assert b"retry-after" not in call(RetryAfterOn503(echo_body))[2], "only on 503"
 
 
-def test_unwritable_drift_log_leaves_predictions_working_and_is_counted(
-    trained_store: Path, tmp_path: Path
+def unwritable_log_dir(tmp_path: Path) -> Path:
+    """A drift-log path under a regular file, so no directory can be made there."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the drift-log directory should be")
+    return blocker / "monitoring"
+
+
+def full_disk_log_dir(tmp_path: Path) -> Path:
+    """A drift-log path whose data file is /dev/full: every write fails with ENOSPC."""
+    if not Path("/dev/full").exists():
+        pytest.skip("/dev/full is not available on this platform")
+    data_dir = tmp_path / "monitoring" / MONITOR_NAME / "data"
+    data_dir.mkdir(parents=True)
+    (data_dir / "data.1.log").symlink_to("/dev/full")  # worker 1's data file
+    return tmp_path / "monitoring"
+
+
+@pytest.mark.parametrize("make_log_dir", [unwritable_log_dir, full_disk_log_dir])
+def test_failing_drift_log_leaves_predictions_working_and_is_counted(
+    trained_store: Path, tmp_path: Path, make_log_dir
 ) -> None:
     from tests.conftest import start_server
 
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a file where the drift-log directory should be")
     running = start_server(
-        trained_store, tmp_path, "mlp", FRAUD_MONITOR_LOG_PATH=str(blocker / "monitoring")
+        trained_store, tmp_path, "mlp", FRAUD_MONITOR_LOG_PATH=str(make_log_dir(tmp_path))
     )
     rows = json.loads(
         generate_transactions(5, seed=5).drop(columns="Class").to_json(orient="records")
@@ -165,6 +182,8 @@ def test_unwritable_drift_log_leaves_predictions_working_and_is_counted(
             failures = sum(float(v) for v in found)
             time.sleep(0.3)
         assert failures >= 1, "failed drift-log writes are counted on /metrics"
+        again = httpx.post(f"{running.url}/predict", json={"transactions": rows}, timeout=10)
+        assert again.status_code == 200, "still serving after the failures"
     finally:
         running.server.stop()
 
