@@ -10,7 +10,7 @@ export WANDB_MODE ?= offline
 
 .PHONY: install models serve test lint bento bento-gpu container container-gpu data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	bench bench-gpu audit clean-models
+	bench bench-gpu quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 $(VENV)/.installed: pyproject.toml
@@ -109,6 +109,12 @@ data: install
 # benchmarks/results/serving-<host>.{json,md,png}. Pass options with BENCH_ARGS="...".
 bench: models
 	$(BIN)/python -m benchmarks.serving $(BENCH_ARGS)
+
+# Cross-validated quality of the served models against baselines on a creditcard CSV:
+#   make quality DATA=../shared/data/creditcard_real_sample.csv.gz
+quality: install
+	@test -n "$(DATA)" || { echo "usage: make quality DATA=path/to/creditcard.csv[.gz]"; exit 2; }
+	WANDB_MODE=disabled $(BIN)/python -m benchmarks.quality --data $(DATA) $(QUALITY_ARGS)
 
 # On a CUDA machine with onnxruntime-gpu: DistilBERT-base (float16 graph) trained briefly on the
 # GPU, then raw and served throughput for 1-row and 256-row requests.

@@ -11,10 +11,12 @@ MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
 #: BentoML model-store name of each model kind.
 STORE_NAMES: dict[ModelKind, str] = {"mlp": "fraud-mlp", "distilbert": "fraud-distilbert"}
 
-#: Files every stored fraud model holds (ONNX + JSON + CSV; never pickle).
+#: Files every stored fraud model holds (ONNX + JSON + CSVs; never pickle).
 ONNX_FILE = "model.onnx"
 CARD_FILE = "card.json"
 REFERENCE_FILE = "reference.csv"
+#: The model's scores (and labels) on the validation split: the prediction-drift reference.
+VALIDATION_SCORES_FILE = "validation_scores.csv"
 
 
 def store_tag(kind: str, version: str = "latest") -> str:

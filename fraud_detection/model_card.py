@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from fraud_detection.catalog import ModelKind
 from fraud_detection.schema import check_feature_names
 
-ThresholdRule = Literal["best_f1", "recall_at_fpr"]
+ThresholdRule = Literal["best_f1", "recall_at_fpr", "min_expected_cost"]
 
 
 class Preprocessing(BaseModel):
@@ -36,6 +36,30 @@ class Threshold(BaseModel):
     rule: ThresholdRule
     value: float = Field(ge=0.0, le=1.0)
     target_fpr: float | None = None
+    missed_fraud_cost: Literal["amount"] | float | None = Field(
+        None, description="min_expected_cost: a missed fraud costs its Amount, or this constant."
+    )
+    false_alarm_cost: float | None = Field(
+        None, description="min_expected_cost: cost of reviewing one genuine transaction."
+    )
+    fraud_rate: float | None = Field(
+        None,
+        description="min_expected_cost: fraud prevalence the costs were weighted to "
+        "(None: the validation data's own).",
+    )
+    expected_cost_per_transaction: float | None = Field(
+        None, description="min_expected_cost: the minimum reached on validation data."
+    )
+
+
+class Calibration(BaseModel):
+    """Platt scaling of the network's logit, fitted on validation data; inside the ONNX graph."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["platt", "none"]
+    slope: float = 1.0
+    intercept: float = 0.0
 
 
 class ModelCard(BaseModel):
@@ -48,6 +72,7 @@ class ModelCard(BaseModel):
     schema_fingerprint: str
     preprocessing: Preprocessing
     threshold: Threshold
+    calibration: Calibration = Calibration(method="none")
     metrics: dict[str, float] = Field(description="Test-split metrics.")
     validation_metrics: dict[str, float]
     confusion_matrix: list[list[int]] = Field(description="[[tn, fp], [fn, tp]] on the test split.")

@@ -1,6 +1,6 @@
 """Integrity of a stored model: SHA-256 of each file, recorded at save, verified at load.
 
-A stored model is exactly three files (ONNX graph, JSON card, CSV reference); nothing that
+A stored model is exactly four files (ONNX graph, JSON card, two CSV references); nothing that
 could execute code (no pickle) is read.
 """
 
@@ -13,8 +13,9 @@ from pathlib import Path
 from fraud_detection.catalog import CARD_FILE
 from fraud_detection.catalog import ONNX_FILE
 from fraud_detection.catalog import REFERENCE_FILE
+from fraud_detection.catalog import VALIDATION_SCORES_FILE
 
-MODEL_FILES = (ONNX_FILE, CARD_FILE, REFERENCE_FILE)
+MODEL_FILES = (ONNX_FILE, CARD_FILE, REFERENCE_FILE, VALIDATION_SCORES_FILE)
 #: Key of the checksums in the BentoML model's metadata.
 CHECKSUMS_KEY = "sha256"
 

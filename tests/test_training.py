@@ -20,11 +20,14 @@ from fraud_detection.catalog import CARD_FILE
 from fraud_detection.catalog import ONNX_FILE
 from fraud_detection.catalog import REFERENCE_FILE
 from fraud_detection.catalog import STORE_NAMES
+from fraud_detection.catalog import VALIDATION_SCORES_FILE
 from fraud_detection.model_card import ModelCard
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.scorer import OnnxScorer
 from tests.conftest import REPO
 from tests.conftest import TrainedStore
+from training.calibration import calibrate
+from training.calibration import fit_platt_scaling
 from training.config import register_configs
 from training.data import generate_transactions
 from training.data import split_dataset
@@ -34,6 +37,7 @@ from training.export import OnnxParityError
 from training.export import check_parity
 from training.export import convert_to_fp16
 from training.export import export_onnx
+from training.export import torch_probabilities
 from training.pipeline import fit_from_config
 from training.preprocessing import FeatureScaler
 
@@ -124,6 +128,81 @@ def test_threshold_rules() -> None:
     assert low_fpr.target_fpr == 0.0
     with pytest.raises(ValueError, match="best_f1"):
         choose_threshold(labels, scores, "cost")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="amounts"):
+        choose_threshold(labels, scores, "min_expected_cost")
+
+
+def brute_force_cost(labels, scores, amounts, cut, false_alarm_cost, genuine_weight=1.0) -> float:
+    flagged = scores >= cut
+    missed = amounts[(labels == 1) & ~flagged].sum()
+    return missed + false_alarm_cost * genuine_weight * ((labels == 0) & flagged).sum()
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("fraud_rate", [None, 0.00172])
+def test_min_expected_cost_threshold_is_the_cheapest_cut(seed: int, fraud_rate) -> None:
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(400) < 0.1).astype(int)
+    scores = np.round(np.clip(rng.normal(0.3 + 0.4 * labels, 0.2), 0, 1), 2)  # with ties
+    amounts = rng.exponential(80, size=400)
+    chosen = choose_threshold(
+        labels, scores, "min_expected_cost", amounts=amounts, false_alarm_cost=5.0,
+        fraud_rate=fraud_rate,
+    )  # fmt: skip
+    weight = (
+        1.0
+        if fraud_rate is None
+        else (1 - fraud_rate) / fraud_rate * labels.sum() / ((labels == 0).sum())
+    )
+    costs = {c: brute_force_cost(labels, scores, amounts, c, 5.0, weight) for c in [*scores, 1.01]}
+    best = min(costs.values())
+    assert brute_force_cost(labels, scores, amounts, chosen.value, 5.0, weight) == (
+        pytest.approx(best)
+    )
+    rows = labels.sum() + weight * (labels == 0).sum()
+    assert chosen.expected_cost_per_transaction == pytest.approx(best / rows)
+    assert chosen.rule == "min_expected_cost" and chosen.missed_fraud_cost == "amount"
+
+
+def test_rarer_fraud_and_dearer_reviews_raise_the_cost_threshold() -> None:
+    rng = np.random.default_rng(0)
+    labels = (rng.random(2000) < 0.05).astype(int)
+    scores = np.clip(rng.normal(0.3 + 0.4 * labels, 0.15), 0, 1)
+    amounts = np.full(2000, 100.0)
+
+    def cut(**kw) -> float:
+        return choose_threshold(labels, scores, "min_expected_cost", amounts=amounts, **kw).value
+
+    assert cut(fraud_rate=0.00172) > cut()
+    assert cut(false_alarm_cost=50.0) > cut(false_alarm_cost=1.0)
+    assert cut(missed_fraud_cost=1e6) < cut(missed_fraud_cost=1.0)
+
+
+def test_platt_scaling_recovers_a_known_miscalibration(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    true_logit = rng.normal(-3, 2, size=20_000)
+    labels = (rng.random(20_000) < 1 / (1 + np.exp(-true_logit))).astype(int)
+    inflated = (true_logit + 1.5) * 2.0  # what class weighting does to a logit, roughly
+    calibration = fit_platt_scaling(inflated, labels)
+    assert calibration.slope == pytest.approx(0.5, abs=0.05)
+    assert calibration.intercept == pytest.approx(-1.5, abs=0.15)
+
+    class Constant(torch.nn.Module):  # a "network" whose logit is its first input column
+        def __init__(self) -> None:
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, 0] + 0 * self.unused
+
+    features = np.zeros((64, len(FEATURE_NAMES)), dtype=np.float32)
+    features[:, 0] = inflated[:64]
+    network = calibrate(Constant(), calibration)
+    path = tmp_path / "calibrated.onnx"
+    export_onnx(network, path, features)
+    check_parity(network, path, features, 1e-5)  # the calibration ships inside the graph
+    expected = 1 / (1 + np.exp(-(calibration.slope * inflated[:64] + calibration.intercept)))
+    np.testing.assert_allclose(torch_probabilities(network, features), expected, atol=1e-5)
 
 
 # --- export ----------------------------------------------------------------------------
@@ -208,6 +287,9 @@ def test_model_store_round_trip(trained: TrainedStore, kind: str) -> None:
     card = ModelCard.from_json_file(model_dir / CARD_FILE)
     assert card.kind == kind and card.feature_names == list(FEATURE_NAMES)
     assert card.onnx_parity_max_abs_diff < 1e-4
+    assert card.calibration.method == "platt" and card.calibration.slope > 0
+    validation = np.loadtxt(model_dir / VALIDATION_SCORES_FILE, delimiter=",", skiprows=1)
+    assert validation.shape[1] == 2 and set(np.unique(validation[:, 1])) == {0.0, 1.0}
     assert card.training_config["model"]["kind"] == kind
     assert {"average_precision", "roc_auc", "recall_at_1pct_fpr", "f1"} <= set(card.metrics)
     info = yaml.safe_load((model_dir / "model.yaml").read_text())

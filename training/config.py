@@ -102,8 +102,17 @@ class TrainerConfig:
 
 @dataclass
 class ThresholdConfig:
-    rule: str = "best_f1"  # best_f1 | recall_at_fpr
+    rule: str = "best_f1"  # best_f1 | recall_at_fpr | min_expected_cost
     target_fpr: float = 0.01  # used by recall_at_fpr
+    missed_fraud_cost: Any = "amount"  # min_expected_cost: "amount" (the fraud's Amount) or a cost
+    false_alarm_cost: float = 5.0  # min_expected_cost: cost of reviewing one genuine transaction
+    # min_expected_cost: weight genuine rows to this fraud prevalence (None: the data's own rate)
+    fraud_rate: Optional[float] = None  # noqa: UP045 (OmegaConf needs Optional)
+
+
+@dataclass
+class CalibrationConfig:
+    method: str = "platt"  # platt (logistic fit on validation logits, inside the ONNX) | none
 
 
 @dataclass
@@ -127,6 +136,7 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
 

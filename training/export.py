@@ -114,18 +114,24 @@ def _drop_round_trip_casts(graph: onnx.GraphProto) -> None:
             graph.node.remove(node)
 
 
-def torch_probabilities(
-    network: nn.Module, features: np.ndarray, batch_size: int = 4096
-) -> np.ndarray:
-    """Probabilities from the torch network in eval mode, batched, on the network's device."""
-    module = ProbabilityHead(network).eval()
+def torch_logits(network: nn.Module, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Fraud logits from the torch network in eval mode, batched, on the network's device."""
+    network.eval()
     device = next(network.parameters()).device
     out = []
     with torch.no_grad():
         for start in range(0, len(features), batch_size):
             chunk = torch.as_tensor(features[start : start + batch_size]).to(device)
-            out.append(module(chunk).float().cpu().numpy())
+            out.append(network(chunk).float().cpu().numpy())
     return np.concatenate(out)
+
+
+def torch_probabilities(
+    network: nn.Module, features: np.ndarray, batch_size: int = 4096
+) -> np.ndarray:
+    """Probabilities from the torch network in eval mode (what the ONNX graph computes)."""
+    logits = torch_logits(network, features, batch_size)
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
 def check_parity(

@@ -1,4 +1,4 @@
-"""Save a trained model into the BentoML model store: ONNX graph + JSON card + CSV reference."""
+"""Save a trained model into the BentoML model store: ONNX graph, JSON card, CSV references."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fraud_detection.catalog import CARD_FILE
 from fraud_detection.catalog import ONNX_FILE
 from fraud_detection.catalog import REFERENCE_FILE
 from fraud_detection.catalog import STORE_NAMES
+from fraud_detection.catalog import VALIDATION_SCORES_FILE
 from fraud_detection.model_card import ModelCard
 from fraud_detection.model_files import CHECKSUMS_KEY
 from fraud_detection.model_files import MODEL_FILES
@@ -22,7 +23,9 @@ from fraud_detection.model_files import file_checksums
 logger = logging.getLogger(__name__)
 
 
-def save_to_store(card: ModelCard, onnx_path: Path, reference: pd.DataFrame) -> bentoml.Model:
+def save_to_store(
+    card: ModelCard, onnx_path: Path, reference: pd.DataFrame, validation_scores: pd.DataFrame
+) -> bentoml.Model:
     """Create ``fraud-<kind>:<new version>``; headline metrics also go to the store's metadata.
 
     The files are written to a staging folder first so that their SHA-256 checksums can be
@@ -33,6 +36,7 @@ def save_to_store(card: ModelCard, onnx_path: Path, reference: pd.DataFrame) -> 
         shutil.copyfile(onnx_path, staged / ONNX_FILE)
         card.to_json_file(staged / CARD_FILE)
         reference.to_csv(staged / REFERENCE_FILE, index=False)
+        validation_scores.to_csv(staged / VALIDATION_SCORES_FILE, index=False)
         checksums = file_checksums(staged)
         with bentoml.models.create(
             STORE_NAMES[card.kind],

@@ -18,10 +18,14 @@ from omegaconf import DictConfig
 from omegaconf import OmegaConf
 
 from fraud_detection.catalog import ONNX_FILE
+from fraud_detection.model_card import Calibration
 from fraud_detection.model_card import ModelCard
+from fraud_detection.model_card import Threshold
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import TARGET_NAME
 from fraud_detection.schema import schema_fingerprint
+from training.calibration import calibrate
+from training.calibration import fit_platt_scaling
 from training.data import DatasetSplits
 from training.data import split_dataset
 from training.evaluation import choose_threshold
@@ -31,6 +35,7 @@ from training.export import ONNX_OUTPUT
 from training.export import check_parity
 from training.export import convert_to_fp16
 from training.export import export_onnx
+from training.export import torch_logits
 from training.export import torch_probabilities
 from training.model_store import save_to_store
 from training.preprocessing import FeatureScaler
@@ -87,11 +92,76 @@ def describe_source(data_cfg: DictConfig) -> str:
     return f"synthetic:n={data_cfg.n_rows},fraud_rate={data_cfg.fraud_rate},seed={data_cfg.seed}"
 
 
+@dataclass(frozen=True)
+class FittedModel:
+    """A trained, calibrated network and the decision threshold chosen for it."""
+
+    network: torch.nn.Module  # raw features in, calibrated fraud logit out
+    scaler: FeatureScaler
+    calibration: Calibration
+    threshold: Threshold
+    validation_scores: np.ndarray
+    history: TrainingHistory
+    training_seconds: float
+
+
+def threshold_from_config(
+    cfg: DictConfig, labels: np.ndarray, scores: np.ndarray, features: np.ndarray
+) -> Threshold:
+    """Apply ``cfg.threshold``'s rule to validation `scores`."""
+    missed = cfg.threshold.missed_fraud_cost
+    return choose_threshold(
+        labels,
+        scores,
+        cfg.threshold.rule,
+        cfg.threshold.target_fpr,
+        amounts=features[:, FEATURE_NAMES.index("Amount")],
+        missed_fraud_cost=missed if missed == "amount" else float(missed),
+        false_alarm_cost=cfg.threshold.false_alarm_cost,
+        fraud_rate=cfg.threshold.fraud_rate,
+    )
+
+
+def fit_model(
+    cfg: DictConfig, splits: DatasetSplits, on_epoch: EpochCallback | None = None
+) -> FittedModel:
+    """Scale, fit (early stopping on validation), calibrate and threshold ``cfg.model``.
+
+    The test split is not looked at. `train` and the quality benchmark both call this, so the
+    benchmark measures exactly what ``python -m training`` ships.
+    """
+    if cfg.trainer.torch_threads > 0:
+        torch.set_num_threads(cfg.trainer.torch_threads)
+    scaler = FeatureScaler.fit(splits.train.features)
+    torch.manual_seed(cfg.trainer.seed)
+    network = instantiate(cfg.model.network, preprocessing=scaler.to_module())
+    started = time.perf_counter()
+    history = fit_from_config(network, splits, cfg, on_epoch=on_epoch)
+    if cfg.calibration.method == "platt":
+        logits = torch_logits(network, splits.validation.features)
+        calibration = fit_platt_scaling(logits, splits.validation.labels)
+    else:
+        calibration = Calibration(method="none")
+    network = calibrate(network, calibration)
+    training_seconds = time.perf_counter() - started
+    validation_scores = torch_probabilities(network, splits.validation.features)
+    threshold = threshold_from_config(
+        cfg, splits.validation.labels, validation_scores, splits.validation.features
+    )
+    return FittedModel(
+        network=network,
+        scaler=scaler,
+        calibration=calibration,
+        threshold=threshold,
+        validation_scores=validation_scores,
+        history=history,
+        training_seconds=training_seconds,
+    )
+
+
 def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
     """Train the model `cfg.model` on `cfg.data` and save it to the BentoML model store."""
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    if cfg.trainer.torch_threads > 0:
-        torch.set_num_threads(cfg.trainer.torch_threads)
     frame: pd.DataFrame = instantiate(cfg.data)
     splits = split_dataset(
         frame,
@@ -108,9 +178,6 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         len(splits.validation),
         len(splits.test),
     )
-    scaler = FeatureScaler.fit(splits.train.features)
-    torch.manual_seed(cfg.trainer.seed)
-    network = instantiate(cfg.model.network, preprocessing=scaler.to_module())
     tracker = RunTracker(
         project=cfg.wandb.project,
         name=f"fraud-{cfg.model.kind}",
@@ -118,21 +185,18 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         directory=output_dir,
         config=resolved,
     )
-    started = time.perf_counter()
-    history = fit_from_config(network, splits, cfg, on_epoch=tracker.log_epoch)
-    training_seconds = time.perf_counter() - started
-
-    validation_scores = torch_probabilities(network, splits.validation.features)
-    threshold = choose_threshold(
-        splits.validation.labels, validation_scores, cfg.threshold.rule, cfg.threshold.target_fpr
+    fitted = fit_model(cfg, splits, on_epoch=tracker.log_epoch)
+    network, threshold = fitted.network, fitted.threshold
+    validation_metrics, _ = evaluate(
+        splits.validation.labels, fitted.validation_scores, threshold.value
     )
-    validation_metrics, _ = evaluate(splits.validation.labels, validation_scores, threshold.value)
     test_scores = torch_probabilities(network, splits.test.features)
     metrics, confusion = evaluate(splits.test.labels, test_scores, threshold.value)
     tracker.log_evaluation(splits.test.labels, test_scores, threshold.value, metrics)
     logger.info(
         "Test metrics of %s: %s", cfg.model.kind, {k: round(v, 4) for k, v in metrics.items()}
     )
+    logger.info("Threshold %s", threshold.model_dump(exclude_none=True))
 
     rng = np.random.default_rng(cfg.split.seed)
     rows = rng.choice(
@@ -154,8 +218,9 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
             kind=cfg.model.kind,
             feature_names=list(FEATURE_NAMES),
             schema_fingerprint=schema_fingerprint(),
-            preprocessing=scaler.to_card(),
+            preprocessing=fitted.scaler.to_card(),
             threshold=threshold,
+            calibration=fitted.calibration,
             metrics=metrics,
             validation_metrics=validation_metrics,
             confusion_matrix=confusion,
@@ -167,10 +232,16 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
             data_fingerprint=data_fingerprint(frame),
             n_train_rows=len(splits.train),
             training_config=resolved,
-            training_seconds=round(training_seconds, 2),
+            training_seconds=round(fitted.training_seconds, 2),
         )
-        model = save_to_store(card, onnx_path, reference)
+        validation_reference = pd.DataFrame(
+            {"fraud_probability": fitted.validation_scores, TARGET_NAME: splits.validation.labels}
+        )
+        model = save_to_store(card, onnx_path, reference, validation_reference)
     tracker.finish()
     return TrainReport(
-        tag=str(model.tag), metrics=metrics, training_seconds=training_seconds, history=history
+        tag=str(model.tag),
+        metrics=metrics,
+        training_seconds=fitted.training_seconds,
+        history=fitted.history,
     )
