@@ -2,8 +2,10 @@
 
 Thin by design: request shape, adaptive batching and wiring. Scoring lives in
 `fraud_detection.scorer`, validation in `fraud_detection.api_models`, drift logging in
-`fraud_detection.drift_log`. Settings come from ``FRAUD_*`` environment variables
-(see `fraud_detection.settings.ServingSettings`).
+`fraud_detection.drift_log`, online drift detection in `fraud_detection.drift` (results at
+``GET /drift/summary`` and ``GET /drift/report``). Settings come from ``FRAUD_*``
+environment variables (see `fraud_detection.settings.ServingSettings`). ``GET /model/info`` says
+which model is served and its decision threshold's rule and value.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from fraud_detection.api_models import Prediction
 from fraud_detection.api_models import Transaction
 from fraud_detection.api_models import transactions_to_array
 from fraud_detection.catalog import training_command
+from fraud_detection.drift import ResultsDirectory
+from fraud_detection.drift import drift_app
 from fraud_detection.drift_log import MONITOR_TYPE
+from fraud_detection.drift_log import CompositeDriftHook
 from fraud_detection.drift_log import DriftHook
 from fraud_detection.drift_log import MonitorDriftLog
 from fraud_detection.drift_log import NoDriftLog
@@ -32,6 +37,7 @@ from fraud_detection.http_guards import OpenAPICorrection
 from fraud_detection.http_guards import RetryAfterOn503
 from fraud_detection.model_files import CHECKSUMS_KEY
 from fraud_detection.model_files import verify_checksums
+from fraud_detection.model_info import model_info_app
 from fraud_detection.scorer import OnnxScorer
 from fraud_detection.settings import ServingSettings
 
@@ -72,11 +78,22 @@ class FraudDetector:
         )
         self.model_name = self.model.tag.name
         self.model_version = str(self.model.tag.version)
-        self.drift_hook: DriftHook = MonitorDriftLog() if settings.drift_log else NoDriftLog()
+        self.drift_hook: DriftHook = CompositeDriftHook(
+            MonitorDriftLog() if settings.drift_log else NoDriftLog(), self._drift_monitor()
+        )
+
+    def _drift_monitor(self) -> DriftHook:
+        if not settings.drift_detection:
+            return NoDriftLog()
+        from fraud_detection.drift.monitor import DriftMonitor  # loads Evidently
+
+        return DriftMonitor.for_model(
+            self.model.path, str(self.model.tag), settings.drift, settings.drift_results_path
+        )
 
     @bentoml.on_shutdown
     def flush_drift_log(self) -> None:
-        """Write the drift-log rows still queued before the worker exits."""
+        """Write the drift-log rows still queued and stop the detector before exiting."""
         self.drift_hook.close()
 
     # The return type's explicit content type spares BentoML 1.4 from rebuilding the output's
@@ -110,6 +127,17 @@ class FraudDetector:
         ]
 
 
+FraudDetector.mount_asgi_app(
+    model_info_app(str(fraud_model.tag), fraud_model.stored.path), path="/model"
+)
+FraudDetector.mount_asgi_app(
+    drift_app(
+        ResultsDirectory(settings.drift_results_path),
+        settings.workers,
+        enabled=settings.drift_detection,
+    ),
+    path="/drift",
+)
 # Outermost first: refuse unauthenticated callers before reading their bodies.
 if settings.api_token:
     FraudDetector.add_asgi_middleware(

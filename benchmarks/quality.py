@@ -346,8 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": args.repeats,
         "seed": args.seed,
         "overrides": args.override,
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"{os.cpu_count()} cores",
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores",
         "command": "python -m benchmarks.quality --data "
         + Path(args.data).name
         + "".join(f" --override {o}" for o in args.override),

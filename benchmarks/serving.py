@@ -94,10 +94,10 @@ VARIANTS: dict[str, Variant] = {
         Variant("mlp-no-batching", "MLP, batching off", SERVICE, "mlp", {"FRAUD_BATCHING": "0"}),
         Variant(
             "mlp-batching-no-drift-log",
-            "MLP, adaptive batching, drift log off",
+            "MLP, adaptive batching, drift log and drift detection off",
             SERVICE,
             "mlp",
-            {"FRAUD_DRIFT_LOG": "0"},
+            {"FRAUD_DRIFT_LOG": "0", "FRAUD_DRIFT_DETECTION": "0"},
         ),
         Variant(
             "mlp-fastapi-torch",

@@ -4,7 +4,8 @@
 rows to a background thread that writes them as JSON lines through `bentoml.monitor`, so
 logging never delays or fails a prediction. `JsonLinesMonitor` is the monitor type the service
 configures: BentoML's default files, written a whole record at a time. The online Evidently
-detector will be another `DriftHook`, so the service does not change when it arrives.
+detector (`fraud_detection.drift.monitor.DriftMonitor`) is another `DriftHook`;
+`CompositeDriftHook` feeds both from the service's one ``observe`` call.
 """
 
 from __future__ import annotations
@@ -217,3 +218,25 @@ class NoDriftLog:
 
     def close(self) -> None:
         return None
+
+
+class CompositeDriftHook:
+    """Hands each batch to several hooks (the JSON-lines log and the online detector).
+
+    Each hook already promises not to raise; one that breaks that promise is logged and
+    skipped, so it can neither fail the prediction nor starve the hooks after it.
+    """
+
+    def __init__(self, *hooks: DriftHook) -> None:
+        self.hooks = hooks
+
+    def observe(self, features: np.ndarray, scores: np.ndarray) -> None:
+        for hook in self.hooks:
+            try:
+                hook.observe(features, scores)
+            except Exception:
+                logger.exception("Drift hook %s raised; predictions continue", type(hook).__name__)
+
+    def close(self) -> None:
+        for hook in self.hooks:
+            hook.close()

@@ -11,6 +11,10 @@ from typing import Any
 
 from fraud_detection.catalog import MODEL_KINDS
 from fraud_detection.catalog import store_tag
+from fraud_detection.drift.config import DriftConfig
+
+#: Folder under ``FRAUD_MONITOR_LOG_PATH`` where each worker publishes its drift results.
+DRIFT_RESULTS_DIR = "fraud_drift"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class ServingSettings:
       ``Authorization: Bearer <token>``.
     - ``FRAUD_TRACING``: ``1`` runs ``/predict`` through BentoML's OpenTelemetry middleware
       (set it with a tracing exporter); default ``0`` skips it on ``/predict`` only.
+    - ``FRAUD_DRIFT_DETECTION``: ``1`` (default) runs the online Evidently drift detector;
+      ``FRAUD_DRIFT_WINDOW_ROWS``, ``_MIN_ROWS``, ``_EVERY_ROWS``, ``_EVERY_SECONDS``,
+      ``_MAX_CPU_SHARE``, ``_METHOD``, ``_THRESHOLD``, ``_MIN_DRIFTED_FEATURES`` and
+      ``_IGNORE_FEATURES`` (comma-separated) tune it (see `DriftConfig`).
     """
 
     model_kind: str = "mlp"
@@ -54,6 +62,8 @@ class ServingSettings:
     api_token: str | None = field(default=None, repr=False)  # never in logs or reprs
     public_paths: frozenset[str] = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
     tracing: bool = False
+    drift_detection: bool = True
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def __post_init__(self) -> None:
         if self.model_kind not in MODEL_KINDS:
@@ -95,19 +105,27 @@ class ServingSettings:
     def model_tag(self) -> str:
         return store_tag(self.model_kind)
 
+    @property
+    def drift_results_path(self) -> Path:
+        """Where workers publish drift summaries and reports (beside the monitor log)."""
+        return Path(self.monitor_log_path) / DRIFT_RESULTS_DIR
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServingSettings:
         """Build settings from ``FRAUD_*`` variables, naming the variable on a bad value."""
         defaults = cls()
 
-        def integer(name: str, default: int) -> int:
+        def converted(name: str, default: Any, convert: Any, kind: str) -> Any:
             raw = environ.get(name)
             if raw is None:
                 return default
             try:
-                return int(raw)
+                return convert(raw)
             except ValueError as e:
-                raise ValueError(f"{name}={raw!r} is not an integer") from e
+                raise ValueError(f"{name}={raw!r} is not {kind}") from e
+
+        def integer(name: str, default: int) -> int:
+            return converted(name, default, int, "an integer")
 
         def flag(name: str, default: bool) -> bool:
             raw = environ.get(name)
@@ -118,6 +136,31 @@ class ServingSettings:
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(f"{name}={raw!r} is not a flag; use 1 or 0")
+
+        def number(name: str, default: float) -> float:
+            return converted(name, default, float, "a number")
+
+        def names(name: str, default: frozenset[str]) -> frozenset[str]:
+            raw = environ.get(name)
+            if raw is None:
+                return default
+            return frozenset(n.strip() for n in raw.split(",") if n.strip())
+
+        def drift_config() -> DriftConfig:
+            d = defaults.drift
+            return DriftConfig(
+                window_rows=integer("FRAUD_DRIFT_WINDOW_ROWS", d.window_rows),
+                min_rows=integer("FRAUD_DRIFT_MIN_ROWS", d.min_rows),
+                every_rows=integer("FRAUD_DRIFT_EVERY_ROWS", d.every_rows),
+                every_seconds=number("FRAUD_DRIFT_EVERY_SECONDS", d.every_seconds),
+                max_cpu_share=number("FRAUD_DRIFT_MAX_CPU_SHARE", d.max_cpu_share),
+                method=environ.get("FRAUD_DRIFT_METHOD", d.method),
+                threshold=number("FRAUD_DRIFT_THRESHOLD", d.threshold),
+                min_drifted_features=integer(
+                    "FRAUD_DRIFT_MIN_DRIFTED_FEATURES", d.min_drifted_features
+                ),
+                ignore_features=names("FRAUD_DRIFT_IGNORE_FEATURES", d.ignore_features),
+            )
 
         def api_token() -> str | None:
             if "FRAUD_API_TOKEN" in environ:
@@ -142,6 +185,8 @@ class ServingSettings:
             ort_threads=integer("FRAUD_ORT_THREADS", defaults.ort_threads),
             access_log=flag("FRAUD_ACCESS_LOG", defaults.access_log),
             tracing=flag("FRAUD_TRACING", defaults.tracing),
+            drift_detection=flag("FRAUD_DRIFT_DETECTION", defaults.drift_detection),
+            drift=drift_config(),
             max_body_bytes=integer("FRAUD_MAX_BODY_BYTES", defaults.max_body_bytes),
             max_in_flight=integer("FRAUD_MAX_IN_FLIGHT", defaults.max_in_flight),
             api_token=api_token(),

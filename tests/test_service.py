@@ -66,6 +66,19 @@ def test_decision_uses_stored_threshold(server: RunningServer, trained_store: Pa
     assert any(r["is_fraud"] for r in body), "a fraud-rich sample should raise some alarms"
 
 
+def test_model_endpoint_reports_the_threshold_rule_and_value(
+    server: RunningServer, trained_store: Path
+) -> None:
+    info = httpx.get(f"{server.url}/model/info", timeout=10).json()
+    name, version = info["model"].split(":")
+    scorer = stored_scorer(trained_store, server.kind, version)
+    assert name == f"fraud-{server.kind}" and info["kind"] == server.kind
+    assert info["threshold"]["rule"] == scorer.card.threshold.rule
+    assert info["threshold"]["value"] == scorer.threshold
+    assert info["calibration"]["method"] == "platt"
+    assert "training_config" not in info, "no training internals (paths) on the public API"
+
+
 def test_concurrent_requests_are_batched_and_answered_individually(server: RunningServer) -> None:
     rows = transactions(64, seed=11)
 

@@ -1,0 +1,142 @@
+"""`DriftMonitor`: the online drift hook. Collects rows per worker; a thread judges drift.
+
+Why a thread, not a process: measured on 2 cores (``python -m benchmarks.drift``), one
+computation over 5,000 rows is about 2 s of CPU, most of it Evidently building its plotly
+figures, and it holds the GIL while it runs. A child process would move that CPU to another
+core only where a spare one exists; on a container sized to its workers it competes for the
+same cores, and it would cost a second interpreter with Evidently loaded (~150 MB) per worker
+plus its lifecycle under BentoML's process manager. So the work stays in a daemon thread and
+its cost is bounded by cadence instead: `DriftConfig.max_cpu_share` (default 5%) spaces
+computations so that drift work takes at most that share of the worker's time, whatever the
+traffic. `observe` on the request path is one array copy into the window; it never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fraud_detection.drift.config import DriftConfig
+from fraud_detection.drift.detector import DriftDetector
+from fraud_detection.drift.detector import DriftRun
+from fraud_detection.drift.metrics import drift_metrics
+from fraud_detection.drift.reference import ReferenceProfile
+from fraud_detection.drift.results_dir import ResultsDirectory
+from fraud_detection.drift.window import DriftWindow
+
+logger = logging.getLogger(__name__)
+
+
+def current_worker() -> int:
+    """BentoML's 1-based index of this worker process (1 outside ``bentoml serve``)."""
+    from bentoml._internal.context import server_context
+
+    return server_context.worker_index or 1
+
+
+class DriftMonitor:
+    """A `DriftHook` that keeps a window of recent rows and computes drift in the background.
+
+    Each computation's summary sets the Prometheus gauges and is written, with the Evidently
+    HTML report, to `results`. A failing computation (or write) is logged and counted in
+    ``fraud_drift_computation_failures_total``; the worker goes on serving and retries at the
+    next trigger.
+    """
+
+    def __init__(
+        self,
+        detector: DriftDetector,
+        results: ResultsDirectory,
+        *,
+        worker: int = 1,
+        poll_seconds: float = 0.25,
+    ) -> None:
+        self.detector = detector
+        self.config = detector.config
+        self.results = results
+        self.worker = worker
+        self.window = DriftWindow(self.config.window_rows)
+        self.failures = 0
+        self.runs = 0
+        self.last_run: DriftRun | None = None
+        self.observe_errors = 0
+        self._poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="drift-detector", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_model(
+        cls, model_dir: str | Path, model: str, config: DriftConfig, results_dir: str | Path
+    ) -> DriftMonitor:
+        """The monitor of the stored model at `model_dir`, in this worker."""
+        reference = ReferenceProfile.from_model_dir(model_dir)
+        return cls(
+            DriftDetector(reference, config, model=model),
+            ResultsDirectory(results_dir),
+            worker=current_worker(),
+        )
+
+    def observe(self, features: np.ndarray, scores: np.ndarray) -> None:
+        try:
+            self.window.append(features, scores)
+        except Exception:  # a bad batch must not fail the prediction it came with
+            self.observe_errors += 1
+            if self.observe_errors == 1:
+                logger.exception("Drift window refused a batch; counting further ones quietly")
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the background thread (a computation under way finishes first)."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        last_seen = 0
+        last_time = time.monotonic()
+        not_before = 0.0
+        while not self._stop.wait(self._poll_seconds):
+            now = time.monotonic()
+            new_rows = self.window.seen - last_seen
+            due = new_rows >= self.config.every_rows or (
+                new_rows > 0 and now - last_time >= self.config.every_seconds
+            )
+            if not due or now < not_before or self.window.rows < self.config.min_rows:
+                continue
+            started = time.monotonic()
+            last_seen = self.compute_once()
+            last_time = time.monotonic()
+            spent = last_time - started
+            not_before = last_time + spent * (1 / self.config.max_cpu_share - 1)
+
+    def compute_once(self) -> int:
+        """Judge the window now; returns the rows seen at the snapshot. Never raises."""
+        features, scores, seen = self.window.snapshot()
+        metrics = drift_metrics()
+        metrics.window_rows.set(len(scores))
+        try:
+            run = self.detector.run(features, scores, worker=self.worker, rows_seen=seen)
+            metrics.record(run.summary)
+            self.results.write(run.summary, run.html())
+        except Exception:
+            self.failures += 1
+            metrics.failures.inc()
+            logger.exception(
+                "Drift computation failed (%d failures so far); predictions continue",
+                self.failures,
+            )
+            return seen
+        metrics.runs.inc()
+        self.runs += 1
+        self.last_run = run
+        if run.summary.drift_detected:
+            logger.warning(
+                "Drift detected over %d rows: features %s, prediction drift %s",
+                run.summary.window_rows,
+                run.summary.drifted_features,
+                run.summary.prediction.drift_detected,
+            )
+        return seen
