@@ -279,7 +279,11 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, ModelResult], labels: np.ndarray, path: Path) -> None:
-    """PR curves of every model from the first repeat's out-of-fold scores."""
+    """PR curves of every model from the first repeat's out-of-fold scores, pooled over folds.
+
+    A pooled AP mixes five differently fitted models per curve, so it differs from the mean of
+    the per-fold APs in the table; the curves show shape, the table the figures.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -294,7 +298,7 @@ def plot(results: dict[str, ModelResult], labels: np.ndarray, path: Path) -> Non
                 labels, result.out_of_fold, sample_weight=weight
             )
             ap = average_precision_score(labels, result.out_of_fold, sample_weight=weight)
-            ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
+            ax.plot(recall, precision, label=f"{name} (pooled AP {ap:.3f})")
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         ax.set_title(f"Out-of-fold PR curves, {title}")

@@ -77,7 +77,14 @@ class OnnxScorer:
                 f"of width {N_FEATURES}, "
                 f"found {[(i.name, i.shape) for i in inputs]}"
             )
-        logger.info("Loaded %s model from %s on %s", card.kind, path, session.get_providers())
+        logger.info(
+            "Loaded %s model from %s on %s; decision threshold %.6g (rule %s)",
+            card.kind,
+            path,
+            session.get_providers(),
+            card.threshold.value,
+            card.threshold.rule,
+        )
         return cls(session=session, card=card)
 
     @property
