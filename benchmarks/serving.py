@@ -82,6 +82,8 @@ class Variant:
 
 
 SERVICE = "service:FraudDetector"
+#: Variants that split the drift hook's cost into its log and detector parts (not in `make bench`).
+HOOK_SPLIT_VARIANTS = ("mlp-batching-log-only", "mlp-batching-detector-only")
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
@@ -98,6 +100,20 @@ VARIANTS: dict[str, Variant] = {
             SERVICE,
             "mlp",
             {"FRAUD_DRIFT_LOG": "0", "FRAUD_DRIFT_DETECTION": "0"},
+        ),
+        Variant(
+            "mlp-batching-log-only",
+            "MLP, adaptive batching, drift log on, drift detection off",
+            SERVICE,
+            "mlp",
+            {"FRAUD_DRIFT_DETECTION": "0"},
+        ),
+        Variant(
+            "mlp-batching-detector-only",
+            "MLP, adaptive batching, drift detection on, drift log off",
+            SERVICE,
+            "mlp",
+            {"FRAUD_DRIFT_LOG": "0"},
         ),
         Variant(
             "mlp-fastapi-torch",
@@ -303,7 +319,11 @@ def machine() -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description="Serving benchmark (see module docstring).")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--variants",
+        default=",".join(v for v in VARIANTS if v not in HOOK_SPLIT_VARIANTS),
+        help=f"comma-separated; also {', '.join(HOOK_SPLIT_VARIANTS)} (the hook's two parts)",
+    )
     parser.add_argument("--users", default="1,8,32,64")
     parser.add_argument("--duration", type=int, default=15, help="seconds per user count")
     parser.add_argument(
