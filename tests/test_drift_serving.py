@@ -42,7 +42,8 @@ def send(server: RunningServer, n_rows: int, *, v14_shift: float = 0.0, seed: in
         )
         assert reply.status_code == 200, reply.text
 
-    with ThreadPoolExecutor(4) as pool:
+    # 16 at a time keeps both workers busy; with a few, the kernel may hand one worker all.
+    with ThreadPoolExecutor(16) as pool:
         list(pool.map(post, range(0, n_rows, 100)))
 
 
@@ -73,7 +74,10 @@ def test_shifted_traffic_is_reported_by_both_workers(trained_store: Path, tmp_pa
             if reply.status_code != 200:
                 return None
             summary = reply.json()
-            return summary if {w["worker"] for w in summary["workers"]} == {1, 2} else None
+            if {w["worker"] for w in summary["workers"]} == {1, 2}:
+                return summary
+            send(server, 1000, v14_shift=2.0, seed=len(summary["workers"]) + 6)  # more traffic
+            return None
 
         summary = wait_for(both_workers_reported, timeout=90)
         assert summary["drift_detected"] and "V14" in summary["drifted_features"]
