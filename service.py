@@ -128,12 +128,13 @@ class FraudDetector:
 
 
 FraudDetector.mount_asgi_app(
-    model_info_app(str(fraud_model.tag), fraud_model.stored.path), path="/model"
+    model_info_app(str(fraud_model.stored.tag), fraud_model.stored.path), path="/model"
 )
 FraudDetector.mount_asgi_app(
     drift_app(
         ResultsDirectory(settings.drift_results_path),
         settings.workers,
+        str(fraud_model.stored.tag),
         enabled=settings.drift_detection,
     ),
     path="/drift",

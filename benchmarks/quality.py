@@ -43,6 +43,7 @@ from fraud_detection.schema import TARGET_NAME
 from training.data import read_transactions_csv
 from training.data.split import DatasetSplits
 from training.data.split import Split
+from training.evaluation import genuine_weight
 from training.evaluation import recall_at_fpr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,10 +64,8 @@ METRICS = (
 
 def base_rate_weights(labels: np.ndarray) -> np.ndarray:
     """Row weights that make frauds 0.172% of the total, as in the full dataset."""
-    n_fraud = float(np.sum(labels == 1))
-    n_genuine = float(np.sum(labels == 0))
-    genuine = (FULL_DATA_GENUINE / FULL_DATA_FRAUDS) / (n_genuine / n_fraud)
-    return np.where(labels == 1, 1.0, genuine)
+    rate = FULL_DATA_FRAUDS / (FULL_DATA_FRAUDS + FULL_DATA_GENUINE)
+    return np.where(labels == 1, 1.0, genuine_weight(labels, rate))
 
 
 def fold_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:

@@ -51,7 +51,7 @@ def test_sigterm_lets_in_flight_requests_finish(trained_store: Path, tmp_path: P
     threads = [threading.Thread(target=post) for _ in range(REQUESTS)]
     for t in threads:
         t.start()
-    time.sleep(0.5)  # let the server accept them all
+    time.sleep(2.0)  # let the server read them all (the six take about 5 s to score)
     # As in a container: only the main process (PID 1 there) gets the signal.
     terminated_at = time.monotonic()
     os.kill(running.server.process.pid, signal.SIGTERM)

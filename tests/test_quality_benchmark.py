@@ -47,7 +47,6 @@ def test_quality_benchmark_writes_table_json_and_plot(tmp_path: Path) -> None:
     for name, folds in report["per_fold"].items():
         assert len(folds) == 2, name
         assert all(0.0 <= f["auprc_base_rate"] <= f["auprc"] <= 1.0 for f in folds), name
-    # Every model is scored on the same held-out rows: fold sizes match across models.
     assert report["data"] == {"file": "creditcard.csv.gz", "rows": 3000, "frauds": 90}
     assert any("HistGradientBoosting" in c["target"] for c in report["targets"])
     table = (tmp_path / "q.md").read_text()

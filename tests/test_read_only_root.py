@@ -8,6 +8,7 @@ the paths the Deployment mounts as `emptyDir` are writable. The environment is t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -77,6 +78,16 @@ def namespace_script(root: Path, bento_tar: Path, writable: list[str], command: 
         if not path.startswith("/home/") and path != "/tmp":
             lines.append(f"mount -o remount,ro {root}{Path(path).parent} 2>/dev/null || true")
     lines += [f"mount -t tmpfs tmpfs {root}{path}" for path in writable]  # the emptyDirs
+    # The image holds the bento, not this checkout: hide the source tree (an editable install
+    # would otherwise supply modules the bento lacks) and bring back only the Python env.
+    venv = Path(sys.prefix)
+    lines += [
+        f"hidden=0; if [ -d {root}{REPO} ]; then mount -t tmpfs tmpfs {root}{REPO}; hidden=1; fi",
+        f"mkdir -p {root}{venv}",
+        f"mount --bind {venv} {root}{venv}",
+        f"mount -o remount,bind,ro {root}{venv}",
+        f'if [ "$hidden" = 1 ]; then mount -o remount,ro {root}{REPO}; fi',
+    ]
     chroot = shutil.which("chroot", path="/usr/sbin:/usr/bin:/sbin:/bin")
     lines.append(f"exec {chroot} {root} /bin/bash -c {shlex.quote(command)}")
     return "\n".join(lines)
@@ -123,13 +134,14 @@ def test_bento_serves_on_a_read_only_root_with_the_manifest_volumes(
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
+        ready = False
+        while not ready and time.monotonic() < deadline and server.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                ready = httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+            if not ready:
                 time.sleep(0.5)
         assert server.poll() is None, "start-up failed:\n" + log_file.read_text()[-4000:]
+        assert ready, "not ready after 120 s:\n" + log_file.read_text()[-4000:]
         rows = generate_transactions(3, seed=3).drop(columns="Class").to_dict(orient="records")
         response = httpx.post(f"{url}/predict", json={"transactions": rows}, timeout=30)
         assert response.status_code == 200, response.text

@@ -50,7 +50,7 @@ class DriftDetector:
 
     Every monitored feature and the score use one stattest (`DriftConfig.method`, default
     normed Wasserstein with threshold 0.1). The explicit choice matters: Evidently's default
-    picks a K-S test (p < 0.05) for references of at most 1,000 rows, which over 30 features
+    picks a K-S test (p < 0.05) for references of at most 1,000 rows, which over 29 features
     flags some feature in most in-distribution windows. The window is drifted when at least
     `min_drifted_features` features drift (passed to Evidently as its ``drift_share``) or the
     prediction drifts: score distribution, or a binomial test of the predicted fraud rate at

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fraud_detection.drift.results_dir import ResultsDirectory
+from fraud_detection.drift.summary import DriftSummary
 from fraud_detection.drift.summary import MergedDriftSummary
 
 NOT_YET = (
@@ -25,12 +26,20 @@ NOT_YET = (
 OFF = "Drift detection is off (FRAUD_DRIFT_DETECTION=0)"
 
 
-def drift_app(results: ResultsDirectory, workers: int, *, enabled: bool = True) -> Starlette:
-    """The app; `workers` is ``FRAUD_WORKERS`` (files of higher worker indexes are stale)."""
+def drift_app(
+    results: ResultsDirectory, workers: int, model: str, *, enabled: bool = True
+) -> Starlette:
+    """The app; `workers` is ``FRAUD_WORKERS`` (files of higher worker indexes are stale) and
+    `model` the served tag (summaries of another model, left in the folder, are ignored)."""
     missing = NOT_YET if enabled else OFF
 
+    def current() -> list[DriftSummary]:
+        if not enabled:
+            return []
+        return [s for s in results.summaries(max_worker=workers) if s.model == model]
+
     async def summary(request: Request) -> Response:
-        found = results.summaries(max_worker=workers)
+        found = current()
         if not found:
             return JSONResponse({"detail": missing}, status_code=404)
         return Response(
@@ -40,7 +49,7 @@ def drift_app(results: ResultsDirectory, workers: int, *, enabled: bool = True) 
 
     async def report(request: Request) -> Response:
         """The Evidently HTML report of one worker (``?worker=N``), else the newest one."""
-        found = results.summaries(max_worker=workers)
+        found = current()
         raw = request.query_params.get("worker")
         if raw is not None:
             found = [s for s in found if str(s.worker) == raw]

@@ -4,9 +4,9 @@ Why a thread, not a process: measured on 2 cores (``python -m benchmarks.drift``
 computation over 5,000 rows is about 2 s of CPU, most of it Evidently building its plotly
 figures, and it holds the GIL while it runs. A child process would move that CPU to another
 core only where a spare one exists; on a container sized to its workers it competes for the
-same cores, and it would cost a second interpreter with Evidently loaded (~150 MB) per worker
+same cores, and it would cost a second interpreter with Evidently loaded (~200 MB) per worker
 plus its lifecycle under BentoML's process manager. So the work stays in a daemon thread and
-its cost is bounded by cadence instead: `DriftConfig.max_cpu_share` (default 5%) spaces
+its cost is bounded by cadence instead: `DriftConfig.max_cpu_share` (default 2%) spaces
 computations so that drift work takes at most that share of the worker's time, whatever the
 traffic. `observe` on the request path is one array copy into the window; it never raises.
 """
@@ -22,10 +22,10 @@ import numpy as np
 
 from fraud_detection.drift.config import DriftConfig
 from fraud_detection.drift.detector import DriftDetector
-from fraud_detection.drift.detector import DriftRun
 from fraud_detection.drift.metrics import drift_metrics
 from fraud_detection.drift.reference import ReferenceProfile
 from fraud_detection.drift.results_dir import ResultsDirectory
+from fraud_detection.drift.summary import DriftSummary
 from fraud_detection.drift.window import DriftWindow
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,13 @@ class DriftMonitor:
         self.results = results
         self.worker = worker
         self.window = DriftWindow(self.config.window_rows)
+        try:  # a restarted worker must not serve its predecessor's verdict (emptyDir survives)
+            results.clear(worker)
+        except OSError:
+            logger.warning("Could not remove old drift results of worker %d", worker)
         self.failures = 0
         self.runs = 0
-        self.last_run: DriftRun | None = None
+        self.last_summary: DriftSummary | None = None  # the snapshot (plotly figures) is not kept
         self.observe_errors = 0
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
@@ -131,7 +135,7 @@ class DriftMonitor:
             return seen
         metrics.runs.inc()
         self.runs += 1
-        self.last_run = run
+        self.last_summary = run.summary
         if run.summary.drift_detected:
             logger.warning(
                 "Drift detected over %d rows: features %s, prediction drift %s",

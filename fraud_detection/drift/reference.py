@@ -15,6 +15,7 @@ from fraud_detection.catalog import VALIDATION_SCORES_FILE
 from fraud_detection.drift_log import SCORE_COLUMN
 from fraud_detection.model_card import ModelCard
 from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.schema import TARGET_NAME
 from fraud_detection.schema import check_feature_names
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ class ReferenceProfile:
     scores: np.ndarray
     threshold: float
     score_source: str
-    model_dir: Path
+    labels: np.ndarray | None = None  # validation labels, when the score reference has them
+    deployment_fraud_rate: float | None = None  # card.threshold.fraud_rate
 
     @classmethod
     def from_model_dir(cls, path: str | Path) -> ReferenceProfile:
@@ -48,8 +50,12 @@ class ReferenceProfile:
             raise ValueError(f"{path / REFERENCE_FILE} is missing; retrain the model") from e
         check_feature_names([c for c in rows.columns if c in FEATURE_NAMES], source=str(path))
         validation = path / VALIDATION_SCORES_FILE
+        labels = None
         if validation.is_file():
-            scores = pd.read_csv(validation)[SCORE_COLUMN].to_numpy(dtype=np.float64)
+            scored = pd.read_csv(validation)
+            scores = scored[SCORE_COLUMN].to_numpy(dtype=np.float64)
+            if TARGET_NAME in scored.columns:
+                labels = scored[TARGET_NAME].to_numpy()
             source = VALIDATION_SCORES_FILE
         else:
             logger.warning(
@@ -65,13 +71,29 @@ class ReferenceProfile:
             scores=scores,
             threshold=card.threshold.value,
             score_source=source,
-            model_dir=path,
+            labels=labels,
+            deployment_fraud_rate=card.threshold.fraud_rate,
         )
 
     @property
     def fraud_rate(self) -> float:
-        """Share of reference scores at or above the decision threshold."""
-        return float(np.mean(self.scores >= self.threshold))
+        """Share of reference scores at or above the decision threshold.
+
+        When the threshold was chosen for a production prevalence (``threshold.fraud_rate``,
+        e.g. a model trained on the 2.2%-fraud real sample for 0.172% traffic), genuine rows
+        are weighted to that prevalence, so normal traffic is not flagged as drift.
+        """
+        flagged = self.scores >= self.threshold
+        if self.deployment_fraud_rate is None or self.labels is None:
+            return float(np.mean(flagged))
+        n_fraud = float(np.sum(self.labels == 1))
+        n_genuine = float(np.sum(self.labels == 0))
+        if n_fraud == 0 or n_genuine == 0:
+            return float(np.mean(flagged))
+        rate = self.deployment_fraud_rate
+        weight = (1.0 - rate) / rate * n_fraud / n_genuine
+        weights = np.where(self.labels == 1, 1.0, weight)
+        return float(np.sum(weights * flagged) / np.sum(weights))
 
     def to_frame(self, features: list[str]) -> pd.DataFrame:
         """Features and score as one frame for Evidently.

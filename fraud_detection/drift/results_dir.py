@@ -41,6 +41,11 @@ class ResultsDirectory:
         _replace(self.report_path(summary.worker), html)
         _replace(self.summary_path(summary.worker), summary.model_dump_json(indent=2))
 
+    def clear(self, worker: int) -> None:
+        """Remove a worker's results (left by an earlier run) before it publishes new ones."""
+        self.summary_path(worker).unlink(missing_ok=True)
+        self.report_path(worker).unlink(missing_ok=True)
+
     def summaries(self, max_worker: int | None = None) -> list[DriftSummary]:
         """The latest summary of each worker ``1..max_worker`` (all workers if None).
 
