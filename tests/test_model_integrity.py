@@ -9,6 +9,7 @@ import pytest
 
 from fraud_detection.catalog import CARD_FILE
 from fraud_detection.catalog import ONNX_FILE
+from fraud_detection.catalog import VALIDATION_SCORES_FILE
 from fraud_detection.model_files import CHECKSUMS_KEY
 from fraud_detection.model_files import MODEL_FILES
 from fraud_detection.model_files import ModelIntegrityError
@@ -56,3 +57,14 @@ def test_a_corrupted_model_stops_the_server_at_start_up(
     output = failed_start_output(home, "mlp")
     assert f"{damaged} differs from the saved file" in output
     assert "python -m training model=mlp" in output
+
+
+def test_models_saved_before_the_validation_scores_file_still_verify(tmp_path: Path) -> None:
+    for name in MODEL_FILES:
+        (tmp_path / name).write_text(name)
+    recorded = file_checksums(tmp_path)
+    older = {k: v for k, v in recorded.items() if k != VALIDATION_SCORES_FILE}
+    (tmp_path / VALIDATION_SCORES_FILE).unlink()
+    verify_checksums(tmp_path, older, "fraud-mlp:old")  # what was recorded still matches
+    with pytest.raises(ModelIntegrityError, match="card.json has no recorded checksum"):
+        verify_checksums(tmp_path, {k: v for k, v in older.items() if k != CARD_FILE}, "t")

@@ -53,10 +53,10 @@ def read_current(path: Path) -> pd.DataFrame:
     if path.is_file() and path.name.endswith((".csv", ".csv.gz")):
         frame = pd.read_csv(path)
     else:
-        frame = pd.concat(
-            [pd.read_json(f, lines=True) for f in monitor_log_files(path) if f.stat().st_size],
-            ignore_index=True,
-        )
+        parts = [pd.read_json(f, lines=True) for f in monitor_log_files(path) if f.stat().st_size]
+        if not parts:
+            raise ValueError(f"{path}: the monitor data files are all empty")
+        frame = pd.concat(parts, ignore_index=True)
     present = [c for c in frame.columns if c in FEATURE_NAMES]
     check_feature_names(present, source=str(path))
     if frame.empty:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         min_rows=1,
         method=args.method,
         threshold=args.threshold,
-        ignore_features=frozenset(n for n in args.ignore_features.split(",") if n),
+        ignore_features=frozenset(n.strip() for n in args.ignore_features.split(",") if n.strip()),
     )
     run = build_report(Path(stored.path), str(stored.tag), current, config)
     args.output.mkdir(parents=True, exist_ok=True)
