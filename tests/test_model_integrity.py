@@ -66,5 +66,5 @@ def test_models_saved_before_the_validation_scores_file_still_verify(tmp_path: P
     older = {k: v for k, v in recorded.items() if k != VALIDATION_SCORES_FILE}
     (tmp_path / VALIDATION_SCORES_FILE).unlink()
     verify_checksums(tmp_path, older, "fraud-mlp:old")  # what was recorded still matches
-    with pytest.raises(ModelIntegrityError, match="card.json has no recorded checksum"):
+    with pytest.raises(ModelIntegrityError, match=r"card\.json has no recorded checksum"):
         verify_checksums(tmp_path, {k: v for k, v in older.items() if k != CARD_FILE}, "t")
