@@ -63,6 +63,7 @@ def min_expected_cost_threshold(
     best = int(np.argmin(cost))
     value, best_cost = (float(cuts[best]), float(cost[best]))
     if flag_nothing <= best_cost:
+        # The card caps thresholds at 1.0: a score saturated at exactly 1.0 is still flagged.
         value, best_cost = 1.0, float(flag_nothing)
     n_rows = float(np.sum(labels == 1)) + weight * float(np.sum(labels == 0))
     return Threshold(
