@@ -126,7 +126,8 @@ def served_model_fitter(kind: str, overrides: list[str]) -> Fitter:
 def sklearn_fitter(make: Callable[[], Any]) -> Fitter:
     def fit(train: pd.DataFrame, _: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         estimator = make()
-        estimator.fit(train.loc[:, list(FEATURE_NAMES)].to_numpy(), train[TARGET_NAME])
+        # float32, as the held-out rows are scored (and as the service receives them)
+        estimator.fit(train.loc[:, list(FEATURE_NAMES)].to_numpy(np.float32), train[TARGET_NAME])
         return lambda features: estimator.predict_proba(features)[:, 1]
 
     return fit
