@@ -38,12 +38,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fraud_detection.prevalence import genuine_weight
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import TARGET_NAME
 from training.data import read_transactions_csv
 from training.data.split import DatasetSplits
 from training.data.split import Split
-from training.evaluation import genuine_weight
 from training.evaluation import recall_at_fpr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,8 +82,8 @@ def fold_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     }
 
 
-#: Fits on (features, labels) and returns a scoring function for held-out features.
-Fitter = Callable[[pd.DataFrame, np.ndarray], Callable[[np.ndarray], np.ndarray]]
+#: Fits on a fold's training rows (features and Class) and returns a scorer for held-out features.
+Fitter = Callable[[pd.DataFrame], Callable[[np.ndarray], np.ndarray]]
 
 
 def served_model_fitter(kind: str, overrides: list[str]) -> Fitter:
@@ -99,7 +99,7 @@ def served_model_fitter(kind: str, overrides: list[str]) -> Fitter:
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={kind}", *overrides])
 
-    def fit(train: pd.DataFrame, _: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    def fit(train: pd.DataFrame) -> Callable[[np.ndarray], np.ndarray]:
         # The validation part has the share of the fold that `python -m training` gives it.
         share = cfg.split.validation_size / (1.0 - cfg.split.test_size)
         fit_part, validation = train_test_split(
@@ -124,7 +124,7 @@ def served_model_fitter(kind: str, overrides: list[str]) -> Fitter:
 
 
 def sklearn_fitter(make: Callable[[], Any]) -> Fitter:
-    def fit(train: pd.DataFrame, _: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    def fit(train: pd.DataFrame) -> Callable[[np.ndarray], np.ndarray]:
         estimator = make()
         # float32, as the held-out rows are scored (and as the service receives them)
         estimator.fit(train.loc[:, list(FEATURE_NAMES)].to_numpy(np.float32), train[TARGET_NAME])
@@ -190,7 +190,7 @@ def run(
         train = frame.iloc[train_rows]
         for name, fit in fitters.items():
             started = time.perf_counter()
-            score = fit(train, labels[train_rows])
+            score = fit(train)
             seconds = time.perf_counter() - started
             scores = score(features[test_rows])
             metrics = {**fold_metrics(labels[test_rows], scores), "training_seconds": seconds}

@@ -13,21 +13,13 @@ from sklearn.metrics import roc_curve
 
 from fraud_detection.model_card import Threshold
 from fraud_detection.model_card import ThresholdRule
+from fraud_detection.prevalence import genuine_weight
 
 
 def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, target_fpr: float) -> float:
     """Highest recall reachable while the false-positive rate stays <= `target_fpr`."""
     fpr, tpr, _ = roc_curve(labels, scores)
     return float(tpr[fpr <= target_fpr].max())
-
-
-def genuine_weight(labels: np.ndarray, fraud_rate: float | None) -> float:
-    """Weight of each genuine row that makes fraud prevalence `fraud_rate` (1.0 when None)."""
-    if fraud_rate is None:
-        return 1.0
-    n_fraud = float(np.sum(labels == 1))
-    n_genuine = float(np.sum(labels == 0))
-    return (1.0 - fraud_rate) / fraud_rate * n_fraud / n_genuine
 
 
 def min_expected_cost_threshold(

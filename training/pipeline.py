@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from omegaconf import OmegaConf
 
 from fraud_detection.catalog import ONNX_FILE
+from fraud_detection.drift_log import SCORE_COLUMN
 from fraud_detection.model_card import Calibration
 from fraud_detection.model_card import ModelCard
 from fraud_detection.model_card import Threshold
@@ -203,7 +204,7 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         len(splits.train), size=min(cfg.export.reference_rows, len(splits.train)), replace=False
     )
     reference = pd.DataFrame(splits.train.features[rows], columns=list(FEATURE_NAMES))
-    reference["fraud_probability"] = torch_probabilities(network, splits.train.features[rows])
+    reference[SCORE_COLUMN] = torch_probabilities(network, splits.train.features[rows])
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / ONNX_FILE
@@ -235,7 +236,7 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
             training_seconds=round(fitted.training_seconds, 2),
         )
         validation_reference = pd.DataFrame(
-            {"fraud_probability": fitted.validation_scores, TARGET_NAME: splits.validation.labels}
+            {SCORE_COLUMN: fitted.validation_scores, TARGET_NAME: splits.validation.labels}
         )
         model = save_to_store(card, onnx_path, reference, validation_reference)
     tracker.finish()

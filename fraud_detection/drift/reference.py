@@ -14,6 +14,7 @@ from fraud_detection.catalog import REFERENCE_FILE
 from fraud_detection.catalog import VALIDATION_SCORES_FILE
 from fraud_detection.drift_log import SCORE_COLUMN
 from fraud_detection.model_card import ModelCard
+from fraud_detection.prevalence import genuine_weight
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import TARGET_NAME
 from fraud_detection.schema import check_feature_names
@@ -86,12 +87,9 @@ class ReferenceProfile:
         flagged = self.scores >= self.threshold
         if self.deployment_fraud_rate is None or self.labels is None:
             return float(np.mean(flagged))
-        n_fraud = float(np.sum(self.labels == 1))
-        n_genuine = float(np.sum(self.labels == 0))
-        if n_fraud == 0 or n_genuine == 0:
+        if not (np.any(self.labels == 1) and np.any(self.labels == 0)):
             return float(np.mean(flagged))
-        rate = self.deployment_fraud_rate
-        weight = (1.0 - rate) / rate * n_fraud / n_genuine
+        weight = genuine_weight(self.labels, self.deployment_fraud_rate)
         weights = np.where(self.labels == 1, 1.0, weight)
         return float(np.sum(weights * flagged) / np.sum(weights))
 
