@@ -33,7 +33,8 @@ class ZeroDelayBatcher:
     """Merges concurrent `submit` calls into one call of `infer`, run on one worker thread.
 
     `infer` maps an ``(n, k)`` array to ``n`` scores. A batch takes queued requests in
-    arrival order until it holds `max_batch_rows` rows (a larger single request runs alone).
+    arrival order until it holds `max_batch_rows` rows; a larger request is split into
+    chunks of that size, so no model call (and no GPU allocation) exceeds it.
     A request still queued after `queue_timeout_s` fails with `QueueTimeoutError` instead of
     running late. Use from one event loop.
     """
@@ -61,6 +62,10 @@ class ZeroDelayBatcher:
 
     async def submit(self, features: np.ndarray) -> np.ndarray:
         """Scores of `features`, computed in the next batch the model runs."""
+        if len(features) > self.max_batch_rows:
+            step = self.max_batch_rows
+            chunks = [features[i : i + step] for i in range(0, len(features), step)]
+            return np.concatenate(await asyncio.gather(*(self.submit(c) for c in chunks)))
         loop = asyncio.get_running_loop()
         pending = _Pending(features, loop.create_future(), time.monotonic())
         self._queue.append(pending)

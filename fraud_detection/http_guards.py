@@ -5,6 +5,7 @@ Both answer with JSON ``{"detail": ...}`` like the rest of the API, before any p
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable
@@ -258,3 +259,50 @@ class InFlightLimit:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+class RequestTimeout:
+    """Answers 504 to a request not answered within `timeout` seconds, and cancels its work.
+
+    A drop-in for BentoML 1.4.40's ``TimeoutMiddleware`` (same arguments), which never
+    cancels its per-request timer: each request left a timer and a future alive for the
+    whole timeout (60,000 of them at 2,000 req/s and 30 s), and the collector's full passes
+    over them reached 160 ms, the service's p99 (README Performance). `asyncio.timeout`
+    cancels its timer when the request ends.
+    """
+
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        if timeout <= 0:
+            raise ValueError(f"RequestTimeout needs a timeout > 0, got {timeout}")
+        self.app = app
+        self.seconds = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.seconds):
+                await self.app(scope, receive, tracking_send)
+        except TimeoutError:
+            if not started:
+                await send_json(send, 504, f"not answered within {self.seconds:g} s")
+
+
+def install_request_timeout() -> None:
+    """Make BentoML build `RequestTimeout` where it builds its own ``TimeoutMiddleware``.
+
+    BentoML adds its timeout middleware whenever ``traffic.timeout`` is set, and its
+    configuration refuses to unset it; it looks the class up in its module each time it
+    builds an app, so replacing the module's name is enough. Call before the app is built.
+    """
+    from bentoml._internal.server.http import traffic
+
+    traffic.TimeoutMiddleware = RequestTimeout  # type: ignore[misc,assignment]

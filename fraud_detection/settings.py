@@ -22,12 +22,14 @@ class ServingSettings:
     """Environment variables (prefix ``FRAUD_``) and their defaults.
 
     - ``FRAUD_MODEL``: ``mlp`` or ``distilbert`` (default ``mlp``: far cheaper per row on CPU).
-    - ``FRAUD_MAX_BATCH_SIZE``: most rows the adaptive batcher merges into one ONNX call.
-    - ``FRAUD_MAX_LATENCY_MS``: the batcher's latency budget; requests it cannot meet get 503.
+    - ``FRAUD_MAX_BATCH_SIZE``: most rows the batcher merges into one ONNX call.
+    - ``FRAUD_MAX_LATENCY_MS``: longest a request may wait in the batcher's queue; one that
+      waits longer gets 503 + ``Retry-After`` instead of a late answer.
     - ``FRAUD_MAX_ROWS``: most transactions accepted in one request.
     - ``FRAUD_MONITOR_LOG_PATH``: where ``bentoml.monitor`` writes drift-log JSON lines.
     - ``FRAUD_DRIFT_LOG``: ``1`` (default) logs every scored row for drift; ``0`` disables it.
-    - ``FRAUD_BATCHING``: ``1`` (default) merges concurrent requests; ``0`` scores each alone.
+    - ``FRAUD_BATCHING``: ``1`` (default) merges requests that arrive while the model runs
+      into its next call (a lone request never waits); ``0`` scores each request alone.
     - ``FRAUD_WORKERS``: HTTP worker processes, each with its own ONNX session (default 1).
     - ``FRAUD_ORT_THREADS``: ONNX Runtime intra-op threads per worker (default 1; 0: one per
       core). Keep workers x threads within the CPU count.
@@ -35,6 +37,8 @@ class ServingSettings:
       ``0``: Cloud Run and GKE load balancers already log every request).
     - ``FRAUD_MAX_IN_FLIGHT``: concurrent ``/predict`` requests per worker before new ones get
       503 + ``Retry-After`` at once (default 64).
+    - ``FRAUD_REQUEST_TIMEOUT_S``: a request not answered in this many seconds gets 504 and
+      its work is cancelled (default 30).
     - ``FRAUD_MAX_BODY_BYTES``: largest request body accepted (default 8 MiB); larger is 413.
     - ``FRAUD_API_TOKEN`` or ``FRAUD_API_TOKEN_FILE`` (a mounted secret): when set, every path
       but ``FRAUD_PUBLIC_PATHS`` (default the health checks and ``/metrics``) needs
@@ -59,6 +63,7 @@ class ServingSettings:
     access_log: bool = False
     max_body_bytes: int = 8 * 2**20
     max_in_flight: int = 64
+    request_timeout_s: float = 30.0
     api_token: str | None = field(default=None, repr=False)  # never in logs or reprs
     public_paths: frozenset[str] = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
     tracing: bool = False
@@ -73,6 +78,8 @@ class ServingSettings:
             )
         if self.ort_threads < 0:
             raise ValueError(f"FRAUD_ORT_THREADS must be >= 0, got {self.ort_threads}")
+        if not self.request_timeout_s > 0:
+            raise ValueError(f"FRAUD_REQUEST_TIMEOUT_S must be > 0, got {self.request_timeout_s}")
         if self.api_token is not None and not self.api_token.strip():
             raise ValueError("FRAUD_API_TOKEN (or its file) is empty")
         for name in (
@@ -93,7 +100,9 @@ class ServingSettings:
         throughput on ``/predict`` (measured on 2 CPU cores); both are opt-in.
         """
         config: dict[str, Any] = {
-            "traffic": {"timeout": 30},
+            # Enforced by `http_guards.RequestTimeout`, which service.py puts in place of
+            # BentoML's timeout middleware (see `install_request_timeout`).
+            "traffic": {"timeout": self.request_timeout_s},
             "workers": self.workers,
             "logging": {"access": {"enabled": self.access_log}},
         }
@@ -189,6 +198,7 @@ class ServingSettings:
             drift=drift_config(),
             max_body_bytes=integer("FRAUD_MAX_BODY_BYTES", defaults.max_body_bytes),
             max_in_flight=integer("FRAUD_MAX_IN_FLIGHT", defaults.max_in_flight),
+            request_timeout_s=number("FRAUD_REQUEST_TIMEOUT_S", defaults.request_timeout_s),
             api_token=api_token(),
             public_paths=frozenset(
                 p.strip() for p in environ["FRAUD_PUBLIC_PATHS"].split(",") if p.strip()

@@ -69,7 +69,7 @@ def test_requests_arriving_during_a_call_form_the_next_batch_and_keep_their_rows
     asyncio.run(scenario())
 
 
-def test_a_batch_stops_at_max_rows_and_a_bigger_request_runs_alone() -> None:
+def test_a_batch_stops_at_max_rows_and_a_bigger_request_is_split() -> None:
     async def scenario() -> None:
         model = GatedModel()
         model.gate.set()
@@ -77,7 +77,12 @@ def test_a_batch_stops_at_max_rows_and_a_bigger_request_runs_alone() -> None:
         sizes = [3, 3, 9, 1]
         answers = await asyncio.gather(*(batcher.submit(rows(n, 10 * n)) for n in sizes))
         assert [len(a) for a in answers] == sizes
-        assert model.calls == [3, 3, 9, 1]
+        for n, answer in zip(sizes, answers, strict=True):
+            np.testing.assert_array_equal(answer, rows(n, 10 * n).sum(axis=1))
+        assert max(model.calls) <= 4 and sum(model.calls) == sum(sizes), model.calls
+        model.calls.clear()
+        np.testing.assert_array_equal(await batcher.submit(rows(9, 0)), rows(9, 0).sum(axis=1))
+        assert model.calls == [4, 4, 1]
         batcher.close()
 
     asyncio.run(scenario())
