@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
+from typing import TYPE_CHECKING
 from typing import Annotated
 
 import bentoml
@@ -52,6 +53,9 @@ from fraud_detection.request_codec import PredictionEncoder
 from fraud_detection.request_codec import TransactionDecoder
 from fraud_detection.scorer import OnnxScorer
 from fraud_detection.settings import ServingSettings
+
+if TYPE_CHECKING:
+    from fraud_detection.drift.detector import DriftDetector
 
 settings = ServingSettings.from_env()
 fraud_model = bentoml.models.BentoModel(settings.model_tag)
@@ -121,7 +125,7 @@ class FraudDetector:
     def _drift_monitor(self) -> DriftHook:
         if not settings.drift_detection:
             return NoDriftLog()
-        from fraud_detection.drift.monitor import DriftMonitor  # loads Evidently
+        from fraud_detection.drift.monitor import DriftMonitor  # loads scipy
 
         return DriftMonitor.for_model(
             self.model.path, str(self.model.tag), settings.drift, settings.drift_results_path
@@ -170,6 +174,15 @@ class FraudDetector:
         ]
 
 
+def report_detector() -> DriftDetector:
+    """The detector behind ``/drift/report``, made at the first report (loads Evidently)."""
+    from fraud_detection.drift.detector import DriftDetector
+
+    return DriftDetector.for_model(
+        fraud_model.stored.path, settings.drift, model=str(fraud_model.stored.tag)
+    )
+
+
 FraudDetector.mount_asgi_app(
     model_info_app(str(fraud_model.stored.tag), fraud_model.stored.path), path="/model"
 )
@@ -178,6 +191,7 @@ FraudDetector.mount_asgi_app(
         ResultsDirectory(settings.drift_results_path),
         settings.workers,
         str(fraud_model.stored.tag),
+        detector=report_detector,
         enabled=settings.drift_detection,
     ),
     path="/drift",

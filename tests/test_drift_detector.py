@@ -67,7 +67,7 @@ def test_window_keeps_the_last_rows_oldest_first() -> None:
 
 def test_in_distribution_traffic_rarely_alarms(detector: DriftDetector, scorer: OnnxScorer) -> None:
     """Fresh generator seeds, 20 windows: few false alarms (benchmarks/drift.py has the rate)."""
-    alarms = [detector.run(*traffic(scorer, seed=1000 + i)).summary for i in range(20)]
+    alarms = [detector.summarize(*traffic(scorer, seed=1000 + i)) for i in range(20)]
     false_alarm_rate = np.mean([s.drift_detected for s in alarms])
     assert false_alarm_rate <= 0.10, [(s.drifted_features, s.prediction) for s in alarms]
 
@@ -89,12 +89,73 @@ def test_shifted_traffic_is_detected_in_one_window_naming_the_features(
         features[:, AMOUNT] *= 3
     if shift != "fraud_rate":
         scores = scorer.predict_proba(features)
-    summary = detector.run(features, scores).summary
+    summary = detector.summarize(features, scores)
     assert summary.drift_detected
     assert expected <= set(summary.drifted_features)
     if shift == "fraud_rate":  # frauds move the model's output first
         assert summary.prediction.drift_detected
         assert summary.prediction.fraud_rate > 5 * summary.prediction.reference_fraud_rate
+
+
+def shifted(features: np.ndarray, detector: DriftDetector) -> np.ndarray:
+    moved = features.copy()
+    moved[:, V14] += 2 * detector.reference.features["V14"].std()
+    moved[:, AMOUNT] *= 3
+    return moved
+
+
+@pytest.mark.parametrize(
+    ("method", "threshold"),
+    [("wasserstein", 0.25), ("ks", 0.05), ("psi", 0.1), ("jensenshannon", 0.1)],
+)
+def test_online_numbers_equal_evidently_reports(
+    model_dir: Path, scorer: OnnxScorer, method: str, threshold: float
+) -> None:
+    """`summarize` (the service's online path) gives what Evidently's own report gives."""
+    config = DriftConfig(window_rows=WINDOW, min_rows=WINDOW, method=method, threshold=threshold)
+    detector = DriftDetector(ReferenceProfile.from_model_dir(model_dir), config, model="test")
+    for seed, shift in [(21, False), (22, True)]:
+        features, _ = traffic(scorer, seed=seed)
+        if shift:
+            features = shifted(features, detector)
+        scores = scorer.predict_proba(features)
+        online = detector.summarize(features, scores)
+        report = detector.run(features, scores).summary
+        for fast, full in zip(
+            [*online.features, online.prediction.score],
+            [*report.features, report.prediction.score],
+            strict=True,
+        ):
+            assert fast.feature == full.feature and fast.method == full.method == method
+            assert fast.score == pytest.approx(full.score, abs=1e-6), fast.feature
+            assert fast.drifted == full.drifted, (fast, full)
+        assert online.drifted_features == report.drifted_features
+        assert online.drift_detected == report.drift_detected
+        # The score's drift was compared above (to 1e-6); the rest must match exactly.
+        assert online.prediction.model_copy(update={"score": report.prediction.score}) == (
+            report.prediction
+        )
+        if shift:
+            assert {"V14", "Amount"} <= set(online.drifted_features)
+
+
+def test_monitor_publishes_the_window_it_judged(
+    detector: DriftDetector, scorer: OnnxScorer, tmp_path: Path
+) -> None:
+    results = ResultsDirectory(tmp_path / "results")
+    monitor = DriftMonitor(detector, results, worker=3)
+    try:
+        features, scores = traffic(scorer, seed=4)
+        monitor.observe(features, scores)
+        monitor.compute_once()
+        (published,) = results.summaries()
+        assert published.worker == 3 and published.window_rows == WINDOW
+        saved_features, saved_scores = results.read_window(3)
+        np.testing.assert_array_equal(saved_features, features)
+        np.testing.assert_array_equal(saved_scores, scores)
+        assert detector.summarize(saved_features, saved_scores).features == published.features
+    finally:
+        monitor.close()
 
 
 def test_monitor_counts_a_failing_computation_and_keeps_observing(

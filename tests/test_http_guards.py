@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import time
@@ -10,12 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bentoml._internal.server.http.traffic import TimeoutMiddleware as BentoTimeoutMiddleware
 
 from fraud_detection.drift_log import MONITOR_NAME
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
 from fraud_detection.http_guards import InFlightLimit
+from fraud_detection.http_guards import RequestTimeout
 from fraud_detection.http_guards import RetryAfterOn503
+from fraud_detection.http_guards import install_request_timeout
 from fraud_detection.settings import ServingSettings
 from training.data import generate_transactions
 
@@ -223,3 +227,49 @@ def test_in_flight_limit_sheds_with_503_at_once_and_recovers() -> None:
     assert shed[0] == 503 and shed[1][b"retry-after"] == b"1"
     assert (first[0], second[0], after[0]) == (200, 200, 200)
     assert limit.in_flight == 0 and limit.shed == 1
+
+
+def live_timers() -> list[asyncio.TimerHandle]:
+    return [o for o in gc.get_objects() if isinstance(o, asyncio.TimerHandle) and not o.cancelled()]
+
+
+def test_request_timeout_answers_504_for_a_slow_app_and_passes_fast_ones() -> None:
+    async def slow(scope, receive, send) -> None:
+        await asyncio.sleep(5)
+        await echo_body(scope, receive, send)
+
+    status, body, _ = call(RequestTimeout(slow, timeout=0.05))
+    assert status == 504 and b"0.05 s" in body
+    assert call(RequestTimeout(echo_body, timeout=5), chunks=[b"ok"])[:2] == (200, b"ok")
+
+
+@pytest.mark.parametrize("middleware", [RequestTimeout, BentoTimeoutMiddleware])
+def test_timers_outlive_requests_only_in_bentomls_timeout_middleware(middleware) -> None:
+    """Why `install_request_timeout` exists: BentoML 1.4.40 leaves a timer per request."""
+
+    async def hundred_requests() -> int:
+        app = middleware(echo_body, timeout=60)
+
+        async def receive():
+            return {"type": "http.request", "body": b"x", "more_body": False}
+
+        async def send(message) -> None:
+            return None
+
+        for _ in range(100):
+            await app({"type": "http", "path": "/predict", "headers": []}, receive, send)
+        return len(live_timers())
+
+    left = asyncio.run(hundred_requests())
+    assert left == (0 if middleware is RequestTimeout else 100)
+
+
+def test_the_service_builds_request_timeout_in_place_of_bentomls() -> None:
+    from bentoml._internal.server.http import traffic
+
+    original = traffic.TimeoutMiddleware
+    try:
+        install_request_timeout()
+        assert traffic.TimeoutMiddleware is RequestTimeout
+    finally:
+        traffic.TimeoutMiddleware = original

@@ -1,9 +1,10 @@
-"""Online drift detection: a window of scored rows per worker, judged by Evidently.
+"""Online drift detection: a window of scored rows per worker, judged by Evidently's method.
 
-`monitor.DriftMonitor` is the serving hook; `detector.DriftDetector` is the report both it
-and the offline ``python -m training.drift`` command run; `drift_app` serves the results at
-``/drift``. Those two modules import Evidently (seconds, ~100 MB), so they are imported from
-their modules, only where detection is on; this package's surface stays light.
+`monitor.DriftMonitor` is the serving hook; `detector.DriftDetector` computes the numbers
+(online, milliseconds) and the Evidently report (``/drift/report`` and the offline
+``python -m training.drift`` command); `drift_app` serves the results at ``/drift``. The
+detector imports scipy, and Evidently (seconds, ~200 MB) only when a report is built, so the
+two modules are imported from their modules, only where detection is on.
 """
 
 from fraud_detection.drift.config import DriftConfig

@@ -20,8 +20,8 @@ class DriftConfig:
 
     window_rows: int = 5_000  # last rows kept per worker; older rows roll out (by design)
     min_rows: int = 1_000  # no verdict from fewer rows: small windows are noisy
-    every_rows: int = 5_000  # new rows that trigger a computation (a window's worth)
-    every_seconds: float = 60.0  # or this much time, whichever comes first
+    every_rows: int = 1_000  # new rows that trigger a computation (a fifth of the window)
+    every_seconds: float = 5.0  # or this much time, whichever comes first
     max_cpu_share: float = 0.02  # cap on the detector's share of a worker's time (see README)
     method: str = "wasserstein"  # Evidently stattest for every feature and for the score
     threshold: float = 0.1  # the method's drift threshold (normed distance for wasserstein)

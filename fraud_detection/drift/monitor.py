@@ -1,14 +1,13 @@
 """`DriftMonitor`: the online drift hook. Collects rows per worker; a thread judges drift.
 
-Why a thread, not a process: measured on 2 cores (``python -m benchmarks.drift``), one
-computation over 5,000 rows is about 2 s of CPU, most of it Evidently building its plotly
-figures, and it holds the GIL while it runs. A child process would move that CPU to another
-core only where a spare one exists; on a container sized to its workers it competes for the
-same cores, and it would cost a second interpreter with Evidently loaded (~200 MB) per worker
-plus its lifecycle under BentoML's process manager. So the work stays in a daemon thread and
-its cost is bounded by cadence instead: `DriftConfig.max_cpu_share` (default 2%) spaces
-computations so that drift work takes at most that share of the worker's time, whatever the
-traffic. `observe` on the request path is one array copy into the window; it never raises.
+A computation is `DriftDetector.summarize`: Evidently's stattest numbers without its report,
+about 20 ms for a 5,000-row window on one core (``python -m benchmarks.drift``), so a daemon
+thread runs it every `DriftConfig.every_rows` rows or `every_seconds`, and a verdict follows
+shifted traffic within seconds. The Evidently report (plotly figures, seconds of CPU) is never
+built here: the thread publishes the summary and the window it judged, and ``/drift/report``
+builds the report from that window when someone asks. `DriftConfig.max_cpu_share` still caps
+the thread's share of the worker's time. `observe` on the request path is one array copy into
+the window; it never raises.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import numpy as np
 from fraud_detection.drift.config import DriftConfig
 from fraud_detection.drift.detector import DriftDetector
 from fraud_detection.drift.metrics import drift_metrics
-from fraud_detection.drift.reference import ReferenceProfile
 from fraud_detection.drift.results_dir import ResultsDirectory
 from fraud_detection.drift.summary import DriftSummary
 from fraud_detection.drift.window import DriftWindow
@@ -41,8 +39,8 @@ def current_worker() -> int:
 class DriftMonitor:
     """A `DriftHook` that keeps a window of recent rows and computes drift in the background.
 
-    Each computation's summary sets the Prometheus gauges and is written, with the Evidently
-    HTML report, to `results`. A failing computation (or write) is logged and counted in
+    Each computation's summary sets the Prometheus gauges and is written, with the window it
+    judged, to `results`. A failing computation (or write) is logged and counted in
     ``fraud_drift_computation_failures_total``; the worker goes on serving and retries at the
     next trigger.
     """
@@ -66,7 +64,7 @@ class DriftMonitor:
             logger.warning("Could not remove old drift results of worker %d", worker)
         self.failures = 0
         self.runs = 0
-        self.last_summary: DriftSummary | None = None  # the snapshot (plotly figures) is not kept
+        self.last_summary: DriftSummary | None = None
         self.observe_errors = 0
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
@@ -78,9 +76,8 @@ class DriftMonitor:
         cls, model_dir: str | Path, model: str, config: DriftConfig, results_dir: str | Path
     ) -> DriftMonitor:
         """The monitor of the stored model at `model_dir`, in this worker."""
-        reference = ReferenceProfile.from_model_dir(model_dir)
         return cls(
-            DriftDetector(reference, config, model=model),
+            DriftDetector.for_model(model_dir, config, model=model),
             ResultsDirectory(results_dir),
             worker=current_worker(),
         )
@@ -122,9 +119,9 @@ class DriftMonitor:
         metrics = drift_metrics()
         metrics.window_rows.set(len(scores))
         try:
-            run = self.detector.run(features, scores, worker=self.worker, rows_seen=seen)
-            metrics.record(run.summary)
-            self.results.write(run.summary, run.html())
+            summary = self.detector.summarize(features, scores, worker=self.worker, rows_seen=seen)
+            metrics.record(summary)
+            self.results.write(summary, features, scores)
         except Exception:
             self.failures += 1
             metrics.failures.inc()
@@ -135,12 +132,12 @@ class DriftMonitor:
             return seen
         metrics.runs.inc()
         self.runs += 1
-        self.last_summary = run.summary
-        if run.summary.drift_detected:
+        self.last_summary = summary
+        if summary.drift_detected:
             logger.warning(
                 "Drift detected over %d rows: features %s, prediction drift %s",
-                run.summary.window_rows,
-                run.summary.drifted_features,
-                run.summary.prediction.drift_detected,
+                summary.window_rows,
+                summary.drifted_features,
+                summary.prediction.drift_detected,
             )
         return seen

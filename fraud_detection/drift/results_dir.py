@@ -1,18 +1,22 @@
-"""`ResultsDirectory`: each worker's latest drift summary and report, shared between workers.
+"""`ResultsDirectory`: each worker's latest drift summary and window, shared between workers.
 
-Every worker keeps its own window and writes ``worker-<n>.json`` and ``worker-<n>.html``
-here; the HTTP endpoints, served by whichever worker takes the request, read them all. Files
-are replaced atomically (write then rename), so a reader never sees half a report.
+Every worker keeps its own window and writes ``worker-<n>.json`` (the summary) and
+``worker-<n>.npy`` (the window the summary judged: 30 features and the score, float32, about
+600 KB) here; the HTTP endpoints, served by whichever worker takes the request, read them all,
+and build the Evidently report of a window only when asked. Files are replaced atomically
+(write then rename), so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from pydantic import ValidationError
 
 from fraud_detection.drift.summary import DriftSummary
@@ -31,20 +35,28 @@ class ResultsDirectory:
     def summary_path(self, worker: int) -> Path:
         return self.path / f"worker-{worker}.json"
 
-    def report_path(self, worker: int) -> Path:
-        return self.path / f"worker-{worker}.html"
+    def window_path(self, worker: int) -> Path:
+        return self.path / f"worker-{worker}.npy"
 
-    def write(self, summary: DriftSummary, html: str) -> None:
-        """Publish a worker's latest summary and report (the report first: the summary
-        pointing at it is what readers look for)."""
+    def write(self, summary: DriftSummary, features: np.ndarray, scores: np.ndarray) -> None:
+        """Publish a worker's latest summary and the window it judged (the window first: the
+        summary is what readers look for)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        _replace(self.report_path(summary.worker), html)
-        _replace(self.summary_path(summary.worker), summary.model_dump_json(indent=2))
+        window = np.column_stack([features, scores]).astype(np.float32)  # lossless: served rows
+        buffer = io.BytesIO()
+        np.save(buffer, window, allow_pickle=False)
+        _replace(self.window_path(summary.worker), buffer.getvalue())
+        _replace(self.summary_path(summary.worker), summary.model_dump_json(indent=2).encode())
+
+    def read_window(self, worker: int) -> tuple[np.ndarray, np.ndarray]:
+        """The features ``(n, 30)`` and scores ``(n,)`` a worker's latest summary judged."""
+        window = np.load(self.window_path(worker), allow_pickle=False)
+        return window[:, :-1].astype(np.float64), window[:, -1].astype(np.float64)
 
     def clear(self, worker: int) -> None:
         """Remove a worker's results (left by an earlier run) before it publishes new ones."""
         self.summary_path(worker).unlink(missing_ok=True)
-        self.report_path(worker).unlink(missing_ok=True)
+        self.window_path(worker).unlink(missing_ok=True)
 
     def summaries(self, max_worker: int | None = None) -> list[DriftSummary]:
         """The latest summary of each worker ``1..max_worker`` (all workers if None).
@@ -65,11 +77,11 @@ class ResultsDirectory:
         return found
 
 
-def _replace(path: Path, text: str) -> None:
+def _replace(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

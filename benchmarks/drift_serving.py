@@ -1,0 +1,354 @@
+"""Drift monitoring as served: detection delay, false alarms, hook cost and a soak.
+
+    python -m benchmarks.drift_serving                                  # ~5 min, no soak
+    python -m benchmarks.drift_serving --data creditcard.csv.gz --soak-minutes 10
+
+Every figure comes from a real ``bentoml serve`` (one worker, default drift settings) on
+127.0.0.1 and the stored ``fraud-mlp:latest`` (``BENTOML_HOME``):
+
+- detection: a fresh server gets `--rows` in-distribution rows, then as many with V14 moved
+  by two reference standard deviations and Amount tripled, as 500-row requests; the time from
+  the shifted rows' arrival to ``fraud_drift_detected 1`` on ``/metrics``, and the features
+  ``/drift/summary`` names. ``/drift/report`` is timed too (built on demand, then cached).
+- false alarms: `--windows` windows of fresh in-distribution rows through the service's own
+  online computation (`DriftDetector.summarize`) with the default settings.
+- hook cost: wrk (one-row requests, 32 connections) and Locust (the request mix, 32 users)
+  against the service with the drift log and detector on, then both off, alternating.
+- soak: `--soak-minutes` one-minute wrk passes with the detector on; throughput per minute
+  and resident memory.
+
+Writes ``benchmarks/results/drift-serving-<name>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import httpx
+import numpy as np
+
+from benchmarks.peers.measure import run_locust
+from benchmarks.peers.measure import run_wrk
+from benchmarks.peers.measure import wrk_script
+from benchmarks.request_mix import DEFAULT_MIX
+from benchmarks.request_mix import RequestMix
+from benchmarks.request_mix import load_rows
+from benchmarks.server_process import ServerProcess
+from benchmarks.server_process import free_port
+from fraud_detection.drift.config import DriftConfig
+from fraud_detection.drift.detector import DriftDetector
+from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.scorer import OnnxScorer
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+DRIFT_OFF = {"FRAUD_DRIFT_LOG": "0", "FRAUD_DRIFT_DETECTION": "0"}
+V14 = FEATURE_NAMES.index("V14")
+AMOUNT = FEATURE_NAMES.index("Amount")
+
+
+def start(workdir: Path, name: str, **env: str) -> ServerProcess:
+    """``bentoml serve service:FraudDetector``, one worker, on a free loopback port."""
+    port = free_port()
+    folder = workdir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    environ = {
+        **os.environ,
+        "FRAUD_WORKERS": "1",
+        "FRAUD_MONITOR_LOG_PATH": str(folder / "monitoring"),
+        **env,
+    }
+    argv = [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector"]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    return ServerProcess.start(argv, port=port, env=environ, cwd=REPO, log_file=folder / "log")
+
+
+def gauge(metrics: str, name: str) -> float | None:
+    match = re.search(rf"^{re.escape(name)} ([-\d.e+]+)$", metrics, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def shifted(rows: np.ndarray, v14_std: float) -> np.ndarray:
+    moved = rows.copy()
+    moved[:, V14] += 2 * v14_std
+    moved[:, AMOUNT] *= 3
+    return moved
+
+
+def post_rows(client: httpx.Client, rows: np.ndarray, per_request: int = 500) -> None:
+    for i in range(0, len(rows), per_request):
+        chunk = rows[i : i + per_request]
+        body = {"transactions": [dict(zip(FEATURE_NAMES, r, strict=True)) for r in chunk.tolist()]}
+        response = client.post("/predict", json=body)
+        response.raise_for_status()
+
+
+def detection(workdir: Path, rows: np.ndarray, v14_std: float) -> dict[str, Any]:
+    """A fresh server: in-distribution rows, then shifted ones; when does the gauge say 1?"""
+    half = len(rows) // 2
+    normal, moved = rows[:half], shifted(rows[half:], v14_std)
+    server = start(workdir, "detection")
+    polled: list[tuple[float, float | None]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            while not stop.is_set():
+                value = gauge(client.get("/metrics").text, "fraud_drift_detected")
+                polled.append((time.monotonic(), value))
+                stop.wait(0.25)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    try:
+        poller.start()
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            started = time.monotonic()
+            post_rows(client, normal)
+            shift_started = time.monotonic()
+            post_rows(client, moved)
+            shift_ended = time.monotonic()
+            detected_at = None
+            while time.monotonic() < shift_ended + 120:
+                hits = [t for t, v in polled if t >= shift_started and v == 1.0]
+                if hits:
+                    detected_at = hits[0]
+                    break
+                time.sleep(0.25)
+            alarms_before = sum(1 for t, v in polled if t < shift_started and v == 1.0)
+            summary = client.get("/drift/summary").json()
+            report_times = []
+            for _ in range(2):  # built on demand, then served from the cache
+                t0 = time.monotonic()
+                report = client.get("/drift/report")
+                report_times.append(round(time.monotonic() - t0, 3))
+    finally:
+        stop.set()
+        poller.join(timeout=5)
+        server.stop()
+    first_computation = next((t for t, v in polled if v is not None), None)
+    return {
+        "rows_in_distribution": len(normal),
+        "rows_shifted": len(moved),
+        "rows_per_request": 500,
+        "seconds_sending_shifted_rows": round(shift_ended - shift_started, 2),
+        "first_computation_after_start_s": round(first_computation - started, 2)
+        if first_computation
+        else None,
+        "detected": detected_at is not None,
+        "detection_after_last_shifted_row_s": round(detected_at - shift_ended, 2)
+        if detected_at
+        else None,
+        "detection_after_first_shifted_row_s": round(detected_at - shift_started, 2)
+        if detected_at
+        else None,
+        "alarms_before_shift": alarms_before,
+        "drifted_features": summary.get("drifted_features"),
+        "report_status": report.status_code,
+        "report_seconds_first_then_cached": report_times,
+    }
+
+
+def false_alarms(model: Any, rows: np.ndarray, windows: int) -> dict[str, Any]:
+    """Windows of fresh in-distribution rows through the service's online computation."""
+    config = DriftConfig()
+    detector = DriftDetector.for_model(model.path, config, model=str(model.tag))
+    scorer = OnnxScorer.from_directory(model.path, intra_op_threads=1)
+    rng = np.random.default_rng(7)
+    alarms = []
+    for _ in range(windows):
+        window = rows[rng.choice(len(rows), size=config.window_rows, replace=False)]
+        summary = detector.summarize(window, scorer.predict_proba(window.astype(np.float32)))
+        alarms.append(
+            {
+                "drift_detected": summary.drift_detected,
+                "drifted_features": summary.drifted_features,
+                "max_feature_score": round(max(f.score for f in summary.features), 4),
+            }
+        )
+    return {
+        "windows": windows,
+        "window_rows": config.window_rows,
+        "alarms": sum(a["drift_detected"] for a in alarms),
+        "per_window": alarms,
+    }
+
+
+def one_row_script(workdir: Path, row: np.ndarray, name: str) -> Path:
+    """A wrk script posting `row` as a one-transaction request."""
+    body = workdir / f"{name}.json"
+    body.write_text(
+        json.dumps({"transactions": [dict(zip(FEATURE_NAMES, row.tolist(), strict=True))]})
+    )
+    script = workdir / f"{name}.lua"
+    script.write_text(wrk_script(body))
+    return script
+
+
+def hook_cost(
+    workdir: Path, rows: np.ndarray, data: str | None, seconds: float, rounds: int
+) -> dict[str, Any]:
+    """wrk (one-row requests) and Locust (the mix) with the drift hooks on, then off."""
+    script = one_row_script(workdir, rows[0], "one-row")
+    bodies = workdir / "mix.jsonl"
+    RequestMix.build(DEFAULT_MIX, data=data, seed=3).save(bodies)
+    runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
+    for round_ in range(rounds):
+        for label, env in (("on", {}), ("off", DRIFT_OFF)):
+            server = start(workdir, f"hook-{label}-{round_}", **env)
+            try:
+                run_wrk(server.url, "/predict", script, 32, 3)  # warm-up
+                wrk = run_wrk(server.url, "/predict", script, 32, seconds)
+                locust = run_locust(
+                    server.url, "/predict", 32, seconds, bodies, workdir / f"locust-{label}"
+                )
+            finally:
+                server.stop()
+            runs[label].append({"wrk": wrk.to_dict(), "locust": locust})
+
+    def total(label: str, tool: str, key: str) -> float:
+        return float(np.mean([r[tool][key] for r in runs[label]]))
+
+    ratios = {
+        tool: {
+            "throughput_on_over_off": round(
+                total("on", tool, "requests_per_s") / total("off", tool, "requests_per_s"), 3
+            ),
+            "p99_on_over_off": round(total("on", tool, "p99_ms") / total("off", tool, "p99_ms"), 3),
+        }
+        for tool in ("wrk", "locust")
+    }
+    return {"seconds": seconds, "rounds": rounds, "ratios": ratios, "runs": runs}
+
+
+def soak(workdir: Path, rows: np.ndarray, minutes: int) -> dict[str, Any]:
+    """One-minute wrk passes back to back against one server with the detector on."""
+    script = one_row_script(workdir, rows[1], "soak-row")
+    server = start(workdir, "soak")
+    per_minute = []
+    try:
+        rss_start = sum(server.rss_bytes().values())
+        for minute in range(1, minutes + 1):
+            result = run_wrk(server.url, "/predict", script, 32, 60)
+            rss = sum(server.rss_bytes().values())
+            per_minute.append(
+                {
+                    "minute": minute,
+                    "requests_per_s": result.requests_per_s,
+                    "p99_ms": result.p99_ms,
+                    "errors": result.errors,
+                    "rss_mb": round(rss / 2**20, 1),
+                }
+            )
+        metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    finally:
+        server.stop()
+    second, last = per_minute[min(1, len(per_minute) - 1)], per_minute[-1]
+    return {
+        "minutes": minutes,
+        "per_minute": per_minute,
+        "last_over_second_minute": round(last["requests_per_s"] / second["requests_per_s"], 3),
+        "rss_growth": round(last["rss_mb"] * 2**20 / rss_start - 1, 4),
+        "drift_computations": gauge(metrics, "fraud_drift_computations_total"),
+        "errors": sum(m["errors"] for m in per_minute),
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    d, fa, h = results["detection"], results["false_alarms"], results["hook_cost"]
+    lines = [
+        "# Drift monitoring as served",
+        "",
+        f"{results['machine']}; {results['date']}; model {results['model']}; rows: "
+        f"{results['rows']}; one worker, default drift settings.",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| detection after the last shifted row arrived | "
+        f"{d['detection_after_last_shifted_row_s']} s (after the first: "
+        f"{d['detection_after_first_shifted_row_s']} s; shifted rows took "
+        f"{d['seconds_sending_shifted_rows']} s to send), features {d['drifted_features']} "
+        f"| <= 30 s |",
+        f"| alarms before the shift | {d['alarms_before_shift']} | 0 |",
+        f"| `/drift/report`, first (built) then cached | "
+        f"{d['report_seconds_first_then_cached']} s | |",
+        f"| false alarms, {fa['windows']} in-distribution windows of {fa['window_rows']} rows "
+        f"| {fa['alarms']} | 0 |",
+    ]
+    for tool, label in (("wrk", "wrk one-row, 32 connections"), ("locust", "Locust mix, 32 users")):
+        r = h["ratios"][tool]
+        on = np.mean([x[tool]["requests_per_s"] for x in h["runs"]["on"]])
+        off = np.mean([x[tool]["requests_per_s"] for x in h["runs"]["off"]])
+        lines.append(
+            f"| hook cost, {label}: req/s on / off; p99 on / off | {on:.0f} / {off:.0f} = "
+            f"{r['throughput_on_over_off']}; p99 x{r['p99_on_over_off']} | >= 0.97; <= 1.1 |"
+        )
+    if "soak" in results:
+        s = results["soak"]
+        lines.append(
+            f"| soak {s['minutes']} min: last minute / second minute req/s; RSS growth; errors "
+            f"| {s['last_over_second_minute']}; {s['rss_growth']:.1%}; {s['errors']} "
+            f"| >= 0.95; < 5%; 0 |"
+        )
+        lines += ["", "| minute | req/s | p99 ms | RSS MB |", "|---:|---:|---:|---:|"]
+        lines += [
+            f"| {m['minute']} | {m['requests_per_s']:.0f} | {m['p99_ms']:.1f} | {m['rss_mb']} |"
+            for m in s["per_minute"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="CSV of the ULB schema (real rows); default synthetic")
+    parser.add_argument("--rows", type=int, default=12_000, help="half normal, half shifted")
+    parser.add_argument("--windows", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=15.0, help="per hook-cost pass")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--soak-minutes", type=int, default=0)
+    parser.add_argument("--name", default="vm")
+    args = parser.parse_args(argv)
+
+    model = bentoml.models.get("fraud-mlp:latest")
+    pool = load_rows(args.data, max(args.rows, 20_000), seed=11)
+    detector_reference = DriftDetector.for_model(model.path, DriftConfig(), model=str(model.tag))
+    v14_std = float(detector_reference.reference.features["V14"].std())
+    results: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
+        f"Python {platform.python_version()}",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": str(model.tag),
+        "rows": f"real ({args.data})" if args.data else "synthetic",
+    }
+    with tempfile.TemporaryDirectory(prefix="drift-bench-") as tmp:
+        workdir = Path(tmp)
+        results["detection"] = detection(workdir, pool[: args.rows], v14_std)
+        print(json.dumps(results["detection"], indent=2), flush=True)
+        fresh = pool[args.rows :] if len(pool) > args.rows + 5000 else pool
+        results["false_alarms"] = false_alarms(model, fresh, args.windows)
+        print("false alarms:", results["false_alarms"]["alarms"], flush=True)
+        results["hook_cost"] = hook_cost(workdir, pool, args.data, args.seconds, args.rounds)
+        print(json.dumps(results["hook_cost"]["ratios"]), flush=True)
+        if args.soak_minutes:
+            results["soak"] = soak(workdir, pool, args.soak_minutes)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"drift-serving-{args.name}"
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    out.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+    return out
+
+
+if __name__ == "__main__":
+    main()
