@@ -10,7 +10,7 @@ export WANDB_MODE ?= offline
 
 .PHONY: install models serve test lint bento bento-gpu container container-gpu data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	bench bench-gpu quality audit clean-models
+	bench bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 $(VENV)/.installed: pyproject.toml
@@ -109,6 +109,13 @@ data: install
 # benchmarks/results/serving-<host>.{json,md,png}. Pass options with BENCH_ARGS="...".
 bench: models
 	$(BIN)/python -m benchmarks.serving $(BENCH_ARGS)
+
+# Our service next to KServe, MLServer, LitServe, Ray Serve and TorchServe serving the same ONNX
+# model behind the same JSON API (wrk + Locust, ~20 min; each peer's venv is built into
+# .venv-peers/ on first use). Results: benchmarks/results/peers-vm.{json,md,png}.
+# Pass options with PEERS_ARGS="--servers kserve,mlserver --connections 32 --duration 5".
+bench-peers: models
+	$(BIN)/python -m benchmarks.peers $(PEERS_ARGS)
 
 # Cross-validated quality of the served models against baselines on a creditcard CSV:
 #   make quality DATA=../shared/data/creditcard_real_sample.csv.gz

@@ -3,7 +3,8 @@
     BENCH_BODIES=bodies.jsonl locust -f benchmarks/locustfile.py --host http://127.0.0.1:3000
 
 `BENCH_BODIES` is a file of request bodies, one per line (`RequestMix.save`). Each user cycles
-through them from its own offset, so the mix of rows per request is the file's.
+through them from its own offset, so the mix of rows per request is the file's. `BENCH_PATH`
+(default ``/predict``) is the route posted to: peer frameworks (`benchmarks.peers`) differ.
 Not a test module: pytest never collects it (see ``[tool.pytest.ini_options]``).
 """
 
@@ -20,6 +21,7 @@ from locust import task
 
 BODIES = Path(os.environ["BENCH_BODIES"]).read_bytes().split(b"\n")
 HEADERS = {"Content-Type": "application/json"}
+PATH = os.environ.get("BENCH_PATH", "/predict")
 
 
 class FraudClient(FastHttpUser):
@@ -34,7 +36,7 @@ class FraudClient(FastHttpUser):
     @task
     def predict(self) -> None:
         with self.client.post(
-            "/predict", data=next(self.bodies), headers=HEADERS, catch_response=True
+            PATH, data=next(self.bodies), headers=HEADERS, catch_response=True
         ) as response:
             if response.status_code != 200:
                 # One failure name per status code, so the runner can count them.

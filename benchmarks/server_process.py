@@ -1,6 +1,7 @@
 """`ServerProcess`: start an HTTP server as a subprocess, wait for `/readyz`, stop it cleanly.
 
-Used by the benchmark runner and by the test suite's real-server fixtures.
+Used by the benchmark runners and by the test suite's real-server fixtures. Servers whose
+readiness check lives elsewhere (peer frameworks in `benchmarks.peers`) pass ``ready_path``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ServerProcess:
     url: str
     process: subprocess.Popen[bytes]
     log_file: Path
+    ready_path: str = "/readyz"
 
     @classmethod
     def start(
@@ -44,8 +46,9 @@ class ServerProcess:
         cwd: Path,
         log_file: Path,
         ready_timeout: float = 120.0,
+        ready_path: str = "/readyz",
     ) -> ServerProcess:
-        """Run `argv` (which must listen on 127.0.0.1:`port`) and wait until `/readyz` is 200."""
+        """Run `argv` (which must listen on 127.0.0.1:`port`) until GET `ready_path` is 200."""
         with log_file.open("wb") as log:
             process = subprocess.Popen(
                 list(argv),
@@ -55,7 +58,12 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        server = cls(url=f"http://127.0.0.1:{port}", process=process, log_file=log_file)
+        server = cls(
+            url=f"http://127.0.0.1:{port}",
+            process=process,
+            log_file=log_file,
+            ready_path=ready_path,
+        )
         try:
             server.wait_ready(ready_timeout)
         except BaseException:
@@ -74,7 +82,7 @@ class ServerProcess:
                     f"server exited with {self.process.returncode}:\n{self.log()[-3000:]}"
                 )
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready_path}", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
