@@ -205,7 +205,8 @@ def hook_cost(
     RequestMix.build(DEFAULT_MIX, data=data, seed=3).save(bodies)
     runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
     for round_ in range(rounds):
-        for label, env in (("on", {}), ("off", DRIFT_OFF)):
+        order = [("on", {}), ("off", DRIFT_OFF)]
+        for label, env in order if round_ % 2 == 0 else order[::-1]:  # cancel drift over time
             server = start(workdir, f"hook-{label}-{round_}", **env)
             try:
                 run_wrk(server.url, "/predict", script, 32, 3)  # warm-up
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--rows", type=int, default=12_000, help="half normal, half shifted")
     parser.add_argument("--windows", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=15.0, help="per hook-cost pass")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4, help="hook-cost rounds, order alternating")
     parser.add_argument("--soak-minutes", type=int, default=0)
     parser.add_argument("--name", default="vm")
     parser.add_argument(

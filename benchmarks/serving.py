@@ -92,25 +92,25 @@ VARIANTS: dict[str, Variant] = {
             "framework ceiling: same API and validation, no model",
             "benchmarks.noop_service:NoopService",
         ),
-        Variant("mlp-batching", "MLP, adaptive batching (the default service)", SERVICE, "mlp"),
+        Variant("mlp-batching", "MLP, zero-delay batching (the default service)", SERVICE, "mlp"),
         Variant("mlp-no-batching", "MLP, batching off", SERVICE, "mlp", {"FRAUD_BATCHING": "0"}),
         Variant(
             "mlp-batching-no-drift-log",
-            "MLP, adaptive batching, drift log and drift detection off",
+            "MLP, zero-delay batching, drift log and drift detection off",
             SERVICE,
             "mlp",
             {"FRAUD_DRIFT_LOG": "0", "FRAUD_DRIFT_DETECTION": "0"},
         ),
         Variant(
             "mlp-batching-log-only",
-            "MLP, adaptive batching, drift log on, drift detection off",
+            "MLP, zero-delay batching, drift log on, drift detection off",
             SERVICE,
             "mlp",
             {"FRAUD_DRIFT_DETECTION": "0"},
         ),
         Variant(
             "mlp-batching-detector-only",
-            "MLP, adaptive batching, drift detection on, drift log off",
+            "MLP, zero-delay batching, drift detection on, drift log off",
             SERVICE,
             "mlp",
             {"FRAUD_DRIFT_LOG": "0"},
@@ -123,7 +123,10 @@ VARIANTS: dict[str, Variant] = {
             runner="uvicorn",
         ),
         Variant(
-            "distilbert-batching", "DistilBERT (CPU size), adaptive batching", SERVICE, "distilbert"
+            "distilbert-batching",
+            "DistilBERT (CPU size), zero-delay batching",
+            SERVICE,
+            "distilbert",
         ),
         Variant(
             "distilbert-no-batching",
@@ -288,9 +291,9 @@ def measure_variant(
     )
     try:
         levels = []
-        # Ascending loads, each warmed up at its own user count: BentoML's adaptive batcher
-        # learns how long to hold requests from recent traffic, so a level measured right
-        # after a heavier one would inherit that level's wait.
+        # Ascending loads, each warmed up at its own user count, so that a level is measured
+        # in its own steady state (BentoML's adaptive batcher, used before the zero-delay
+        # one, held requests longer right after a heavier level).
         for n in users if keep_order else sorted(users):
             if warmup > 0:
                 run_locust(server.url, n, warmup, bodies, work / "warmup")
