@@ -38,6 +38,8 @@ SCORE_COLUMN = "fraud_probability"
 #: The ``monitoring.type`` that makes ``bentoml.monitor`` use `JsonLinesMonitor`.
 MONITOR_TYPE = "fraud_detection.drift_log.JsonLinesMonitor"
 MONITOR_LOGGING_CONFIG = Path(__file__).with_name("monitor_logging.yaml")
+#: Rows encoded per hold of the GIL by the drift-log writer (about 0.5 ms of work).
+ENCODE_CHUNK_ROWS = 200
 
 
 class RaisingTimedRotatingFileHandler(logging.handlers.TimedRotatingFileHandler):
@@ -82,10 +84,17 @@ class JsonLinesMonitor(DefaultMonitor):
         }
         row = _row_type((*columns, self.COLUMN_TIME))
         now = dt.datetime.now().isoformat()
-        # msgspec writes each float's shortest exact form, 2.5x faster than pandas' to_json.
-        values = np.column_stack(list(columns.values())).astype(np.float64).tolist()
-        lines = _encoder().encode_lines([row(*v, now) for v in values])
-        self.data_logger.info(lines.decode().rstrip("\n"))
+        values = np.column_stack(list(columns.values())).astype(np.float64)
+        encode = _encoder().encode_lines
+        chunks = []
+        for start in range(0, len(values), ENCODE_CHUNK_ROWS):
+            # msgspec writes each float's shortest exact form, 2.5x faster than pandas'
+            # to_json; a chunk at a time, yielding the GIL between chunks so the event loop
+            # never waits behind a whole flush.
+            rows = values[start : start + ENCODE_CHUNK_ROWS].tolist()
+            chunks.append(encode([row(*v, now) for v in rows]))
+            time.sleep(0)
+        self.data_logger.info(b"".join(chunks).decode().rstrip("\n"))
 
 
 @functools.cache
