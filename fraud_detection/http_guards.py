@@ -26,7 +26,17 @@ async def send_json(
     detail: str,
     headers: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
 ) -> None:
-    body = json.dumps({"detail": detail}).encode()
+    """Answer ``{"detail": detail}`` with `status`."""
+    await send_json_bytes(send, status, json.dumps({"detail": detail}).encode(), headers)
+
+
+async def send_json_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+) -> None:
+    """Answer an already encoded JSON `body` with `status` and extra `headers`."""
     await send(
         {
             "type": "http.response.start",

@@ -27,6 +27,7 @@ from fraud_detection.http_guards import Receive
 from fraud_detection.http_guards import Scope
 from fraud_detection.http_guards import Send
 from fraud_detection.http_guards import send_json
+from fraud_detection.http_guards import send_json_bytes
 from fraud_detection.request_codec import PredictionEncoder
 from fraud_detection.request_codec import TransactionDecoder
 
@@ -108,21 +109,10 @@ class FastPredictRoute:
             return
         except Exception:
             logger.exception("Scoring failed on %s", self.path)
-            await self._send(send, 500, json.dumps(SERVER_ERROR).encode(), handler.server_header)
+            await send_json_bytes(
+                send, 500, json.dumps(SERVER_ERROR).encode(), [(b"server", handler.server_header)]
+            )
             return
-        await self._send(send, 200, handler.encoder.encode(scores), handler.server_header)
-
-    @staticmethod
-    async def _send(send: Send, status: int, body: bytes, server: bytes) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"server", server),
-                ],
-            }
+        await send_json_bytes(
+            send, 200, handler.encoder.encode(scores), [(b"server", handler.server_header)]
         )
-        await send({"type": "http.response.body", "body": body})
