@@ -107,13 +107,12 @@ class FraudDetector:
             max_batch_rows=settings.max_batch_size if settings.batching else 1,
             queue_timeout_s=settings.max_latency_ms / 1000,
         )
+        self.encoder = PredictionEncoder(self.scorer.threshold, self.model_name, self.model_version)
         predict_slot.attach(
             PredictHandler(
                 decoder=TransactionDecoder(settings.max_rows),
                 score=self.batcher.submit,
-                encoder=PredictionEncoder(
-                    self.scorer.threshold, self.model_name, self.model_version
-                ),
+                encoder=self.encoder,
                 server_header=b"BentoML Service/fraud_detector",
             )
         )
@@ -162,16 +161,7 @@ class FraudDetector:
             scores = await self.batcher.submit(transactions_to_array(transactions))
         except QueueTimeoutError as e:
             raise bentoml.exceptions.ServiceUnavailable(str(e)) from e
-        is_fraud = scores >= self.scorer.threshold
-        return [
-            Prediction(
-                fraud_probability=float(p),
-                is_fraud=bool(f),
-                model=self.model_name,
-                model_version=self.model_version,
-            )
-            for p, f in zip(scores, is_fraud, strict=True)
-        ]
+        return [Prediction(**record) for record in self.encoder.records(scores)]
 
 
 def report_detector() -> DriftDetector:

@@ -192,9 +192,9 @@ class RssSampler:
 
 
 def run_locust(
-    url: str, users: int, seconds: int, bodies: Path, csv_prefix: Path
+    url: str, users: int, seconds: float, bodies: Path, csv_prefix: Path, path: str = "/predict"
 ) -> subprocess.CompletedProcess[str]:
-    """Headless Locust, all users started at once, for `seconds`."""
+    """Headless Locust, all users started at once, for `seconds`, posting to `path`."""
     argv = [
         sys.executable,
         "-m",
@@ -207,7 +207,7 @@ def run_locust(
         "-r",
         str(users),
         "-t",
-        f"{seconds}s",
+        f"{seconds:g}s",
         "--host",
         url,
         "--csv",
@@ -218,7 +218,7 @@ def run_locust(
         "--stop-timeout",
         "10",
     ]
-    env = {**os.environ, "BENCH_BODIES": str(bodies)}
+    env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_PATH": path}
     return subprocess.run(
         argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=seconds + 120
     )

@@ -57,8 +57,6 @@ class ZeroDelayBatcher:
         self._queue: collections.deque[_Pending] = collections.deque()
         self._draining = False
         self._drain_task: asyncio.Task[None] | None = None  # a reference keeps it alive
-        #: Rows in each batch run so far (bounded: the latest 10,000), for tests and metrics.
-        self.batch_rows: collections.deque[int] = collections.deque(maxlen=10_000)
 
     async def submit(self, features: np.ndarray) -> np.ndarray:
         """Scores of `features`, computed in the next batch the model runs."""
@@ -86,7 +84,6 @@ class ZeroDelayBatcher:
                     if len(batch) == 1
                     else np.concatenate([p.features for p in batch])
                 )
-                self.batch_rows.append(len(features))
                 try:
                     scores = await loop.run_in_executor(self._executor, self.infer, features)
                 except Exception as e:  # the model failed: every request in the batch learns why

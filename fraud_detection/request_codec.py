@@ -61,18 +61,15 @@ class PredictionEncoder:
         self.model_version = model_version
         self._encode = msgspec.json.Encoder().encode
 
-    def encode(self, scores: np.ndarray) -> bytes:
-        """One object per score, in order: probability, decision at the threshold, model."""
+    def records(self, scores: np.ndarray) -> list[dict[str, Any]]:
+        """One prediction object per score, in order: probability, decision, model."""
         model, version = self.model, self.model_version
         is_fraud = (scores >= self.threshold).tolist()
-        return self._encode(
-            [
-                {
-                    "fraud_probability": p,
-                    "is_fraud": f,
-                    "model": model,
-                    "model_version": version,
-                }
-                for p, f in zip(scores.tolist(), is_fraud, strict=True)
-            ]
-        )
+        return [
+            {"fraud_probability": p, "is_fraud": f, "model": model, "model_version": version}
+            for p, f in zip(scores.tolist(), is_fraud, strict=True)
+        ]
+
+    def encode(self, scores: np.ndarray) -> bytes:
+        """`records` as the JSON body of the answer."""
+        return self._encode(self.records(scores))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -138,3 +139,30 @@ def server(
 def client(server: RunningServer) -> Iterator[bentoml.SyncHTTPClient]:
     with bentoml.SyncHTTPClient(server.url, server_ready_timeout=30) as c:
         yield c
+
+
+def call_asgi(
+    app, *, path="/predict", method="POST", headers=(), chunks=(b"",)
+) -> tuple[int, bytes, dict]:
+    """Run one HTTP request through an ASGI app; the body arrives in `chunks`."""
+    scope = {
+        "type": "http",
+        "path": path,
+        "method": method,
+        "headers": [(k.lower(), v) for k, v in headers],
+    }
+    incoming = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    sent: list[dict] = []
+
+    async def receive():
+        return incoming.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start = sent[0]
+    return start["status"], b"".join(m.get("body", b"") for m in sent[1:]), dict(start["headers"])

@@ -21,6 +21,7 @@ from fraud_detection.http_guards import RequestTimeout
 from fraud_detection.http_guards import RetryAfterOn503
 from fraud_detection.http_guards import install_request_timeout
 from fraud_detection.settings import ServingSettings
+from tests.conftest import call_asgi as call
 from training.data import generate_transactions
 
 
@@ -33,26 +34,6 @@ async def echo_body(scope, receive, send) -> None:
             break
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
-
-
-def call(app, *, path="/predict", headers=(), chunks=(b"",)) -> tuple[int, bytes, dict]:
-    """Run one HTTP request through an ASGI app; the body arrives in `chunks`."""
-    scope = {"type": "http", "path": path, "headers": [(k.lower(), v) for k, v in headers]}
-    incoming = [
-        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-        for i, c in enumerate(chunks)
-    ]
-    sent: list[dict] = []
-
-    async def receive():
-        return incoming.pop(0)
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    start = sent[0]
-    return start["status"], b"".join(m.get("body", b"") for m in sent[1:]), dict(start["headers"])
 
 
 def test_body_limit_refuses_declared_and_streamed_bodies_before_the_app() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import numpy as np
@@ -15,6 +14,7 @@ from fraud_detection.predict_route import PredictHandler
 from fraud_detection.predict_route import PredictHandlerSlot
 from fraud_detection.request_codec import PredictionEncoder
 from fraud_detection.request_codec import TransactionDecoder
+from tests.conftest import call_asgi
 
 GOOD = json.dumps({"transactions": [EXAMPLE_TRANSACTION, EXAMPLE_TRANSACTION]}).encode()
 
@@ -47,27 +47,10 @@ def handler(score) -> PredictHandler:
 
 
 def call(app, body: bytes, *, method: str = "POST", chunks: int = 1) -> tuple[int, bytes, dict]:
-    scope = {"type": "http", "path": "/predict", "method": method, "headers": []}
+    """`body` sent to `app` in `chunks` nearly equal parts."""
     size = -(-len(body) // chunks) if body else 1
     parts = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
-    incoming = [
-        {"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
-        for i, p in enumerate(parts)
-    ]
-    sent: list[dict] = []
-
-    async def receive():
-        return incoming.pop(0)
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return (
-        sent[0]["status"],
-        b"".join(m.get("body", b"") for m in sent[1:]),
-        dict(sent[0]["headers"]),
-    )
+    return call_asgi(app, method=method, chunks=parts)
 
 
 def test_a_valid_body_is_scored_and_answered_without_reaching_downstream() -> None:

@@ -16,9 +16,7 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -53,6 +51,7 @@ from benchmarks.request_mix import format_mix
 from benchmarks.request_mix import load_rows
 from benchmarks.server_process import ServerProcess
 from benchmarks.server_process import free_port
+from benchmarks.serving import machine as serving_machine
 
 MODEL_STORE_NAME = "fraud-mlp"
 
@@ -70,14 +69,7 @@ def model_directory(bentoml_home: Path) -> Path:
 
 
 def machine() -> dict[str, Any]:
-    return {
-        "host": socket.gethostname(),
-        "cpu": platform.processor() or platform.machine(),
-        "logical_cpus": psutil.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "wrk": shutil.which("wrk"),
-    }
+    return {**serving_machine(), "wrk": shutil.which("wrk")}
 
 
 def stop_tree(server: ServerProcess, timeout: float = 30.0) -> None:

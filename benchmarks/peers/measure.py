@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.serving import read_locust_csv
+from benchmarks.serving import run_locust as serving_locust
 from fraud_detection.schema import FEATURE_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -281,33 +280,7 @@ def run_locust(
     url: str, route: str, users: int, seconds: float, bodies: Path, csv_prefix: Path
 ) -> dict[str, Any]:
     """Headless Locust (`benchmarks/locustfile.py`) at `users`, posting to `route`."""
-    argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "-t",
-        f"{seconds:g}s",
-        "--host",
-        url,
-        "--csv",
-        str(csv_prefix),
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        "--stop-timeout",
-        "10",
-    ]
-    env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_PATH": route}
-    done = subprocess.run(
-        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=seconds + 120
-    )
+    done = serving_locust(url, users, seconds, bodies, csv_prefix, path=route)
     if done.returncode not in (0, 1):  # 1: some requests failed, which is reported
         raise RuntimeError(f"locust failed ({done.returncode}):\n{done.stderr[-2000:]}")
     stats, failures = read_locust_csv(csv_prefix)
