@@ -31,11 +31,12 @@ from fraud_detection.batching import ZeroDelayBatcher
 from fraud_detection.catalog import training_command
 from fraud_detection.drift import ResultsDirectory
 from fraud_detection.drift import drift_app
-from fraud_detection.drift_log import MONITOR_TYPE
 from fraud_detection.drift_log import CompositeDriftHook
 from fraud_detection.drift_log import DriftHook
-from fraud_detection.drift_log import MonitorDriftLog
+from fraud_detection.drift_log import DriftLogFiles
+from fraud_detection.drift_log import DriftLogWriter
 from fraud_detection.drift_log import NoDriftLog
+from fraud_detection.drift_log import current_worker
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
 from fraud_detection.http_guards import InFlightLimit
@@ -77,15 +78,7 @@ verify_checksums(
 predict_slot = PredictHandlerSlot()
 
 
-@bentoml.service(
-    name="fraud_detector",
-    **settings.service_config(),
-    monitoring={
-        "enabled": settings.drift_log,
-        "type": MONITOR_TYPE,
-        "options": {"log_path": settings.monitor_log_path},
-    },
-)
+@bentoml.service(name="fraud_detector", **settings.service_config())
 class FraudDetector:
     """Credit-card fraud scoring; concurrent requests share model calls (zero-delay batching)."""
 
@@ -98,9 +91,7 @@ class FraudDetector:
         )
         self.model_name = self.model.tag.name
         self.model_version = str(self.model.tag.version)
-        self.drift_hook: DriftHook = CompositeDriftHook(
-            MonitorDriftLog() if settings.drift_log else NoDriftLog(), self._drift_monitor()
-        )
+        self.drift_hook: DriftHook = CompositeDriftHook(self._drift_log(), self._drift_monitor())
         self.batcher = ZeroDelayBatcher(
             self._score_batch,
             # Batching off: every request is its own model call.
@@ -120,6 +111,15 @@ class FraudDetector:
         # the worker. Frozen, the collector stops rescanning it: each full collection took
         # 60-250 ms under load, and set the p99 (README Performance).
         gc.freeze()
+
+    def _drift_log(self) -> DriftHook:
+        if not settings.drift_log:
+            return NoDriftLog()
+        return DriftLogWriter(
+            DriftLogFiles.under(settings.monitor_log_path),
+            worker=current_worker(),
+            keep_days=settings.drift_log_keep_days,
+        )
 
     def _drift_monitor(self) -> DriftHook:
         if not settings.drift_detection:

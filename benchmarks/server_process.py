@@ -104,6 +104,22 @@ class ServerProcess:
                 continue
         return rss
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server and the processes it started."""
+        try:
+            root = psutil.Process(self.process.pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for p in processes:
+            try:
+                times = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM the process group (graceful shutdown), SIGKILL it after `timeout`."""
         if self.process.poll() is not None:

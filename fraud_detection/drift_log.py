@@ -1,11 +1,13 @@
 """The drift-logging hook: every scored row's features and score, written for drift analysis.
 
-`DriftHook` is the interface the service calls after each batch. `MonitorDriftLog` hands the
-rows to a background thread that writes them as JSON lines through `bentoml.monitor`, so
-logging never delays or fails a prediction. `JsonLinesMonitor` is the monitor type the service
-configures: BentoML's default files, written a whole record at a time. The online Evidently
-detector (`fraud_detection.drift.monitor.DriftMonitor`) is another `DriftHook`;
-`CompositeDriftHook` feeds both from the service's one ``observe`` call.
+`DriftHook` is the interface the service calls after each batch. `DriftLogWriter` hands the
+rows to a background thread that appends them, every half second, to this worker's file of
+the day as fixed-width little-endian float64 records (time, 30 features, score): one
+``write`` per flush, no per-row encoding, so logging costs the serving worker almost nothing
+and never delays or fails a prediction. `DriftLogFiles` names and reads those files (the
+offline ``python -m training.drift`` and any numpy user read them back). The online detector
+(`fraud_detection.drift.monitor.DriftMonitor`) is another `DriftHook`; `CompositeDriftHook`
+feeds both from the service's one ``observe`` call.
 """
 
 from __future__ import annotations
@@ -15,99 +17,105 @@ import datetime as dt
 import functools
 import json
 import logging
-import logging.handlers
-import queue
 import threading
 import time
 from pathlib import Path
 from typing import Any
 from typing import Protocol
 
-import bentoml
-import msgspec
 import numpy as np
-from bentoml.monitoring import DefaultMonitor
 
 from fraud_detection.schema import FEATURE_NAMES
 
 logger = logging.getLogger(__name__)
 
-#: Name of the bentoml monitor; logs land in ``<log_path>/<MONITOR_NAME>/data/data.<worker>.log``.
+#: Logs land in ``<FRAUD_MONITOR_LOG_PATH>/<MONITOR_NAME>/data/``.
 MONITOR_NAME = "fraud_transactions"
 SCORE_COLUMN = "fraud_probability"
-#: The ``monitoring.type`` that makes ``bentoml.monitor`` use `JsonLinesMonitor`.
-MONITOR_TYPE = "fraud_detection.drift_log.JsonLinesMonitor"
-MONITOR_LOGGING_CONFIG = Path(__file__).with_name("monitor_logging.yaml")
-#: Rows encoded per hold of the GIL by the drift-log writer (about 0.5 ms of work).
-ENCODE_CHUNK_ROWS = 200
+TIME_COLUMN = "timestamp"
+#: One record: seconds since the epoch (UTC), the 30 features in schema order, the score.
+LOG_COLUMNS = (TIME_COLUMN, *FEATURE_NAMES, SCORE_COLUMN)
+LOG_DTYPE = np.dtype("<f8")
+RECORD_BYTES = len(LOG_COLUMNS) * LOG_DTYPE.itemsize
+LOG_SUFFIX = ".f64"
 
 
-class RaisingTimedRotatingFileHandler(logging.handlers.TimedRotatingFileHandler):
-    """A daily-rotated log file whose write errors (disk full, I/O error) raise to the caller.
+class DriftLogFiles:
+    """The drift-log folder: ``rows.<worker>.<YYYY-MM-DD>.f64`` files plus ``columns.json``.
 
-    `logging` normally prints a failed write to stderr and carries on, which would hide a
-    full disk from the drift-log failure counter.
+    A file is raw records of `LOG_COLUMNS` (``numpy.fromfile(path).reshape(-1, 32)``);
+    ``columns.json`` says so for tools that do not import this module.
     """
 
-    def handleError(self, record: logging.LogRecord) -> None:
-        raise  # handleError runs inside emit's except block: re-raise that error
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    @classmethod
+    def under(cls, monitor_log_path: str | Path) -> DriftLogFiles:
+        """The folder the service writes under ``FRAUD_MONITOR_LOG_PATH``."""
+        return cls(Path(monitor_log_path) / MONITOR_NAME / "data")
+
+    def path(self, worker: int, day: dt.date) -> Path:
+        return self.directory / f"rows.{worker}.{day.isoformat()}{LOG_SUFFIX}"
+
+    def prepare(self) -> None:
+        """Create the folder and describe the record layout in ``columns.json``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        layout = {"dtype": LOG_DTYPE.str, "record_bytes": RECORD_BYTES, "columns": LOG_COLUMNS}
+        schema = self.directory / "columns.json"
+        if not schema.exists():
+            schema.write_text(json.dumps(layout, indent=1))
+
+    def files(self) -> list[Path]:
+        """Every worker's files, oldest day first."""
+        return sorted(
+            self.directory.glob(f"rows.*{LOG_SUFFIX}"), key=lambda p: (p.name.split(".")[2], p.name)
+        )
+
+    def prune(self, keep_days: int, today: dt.date) -> list[Path]:
+        """Delete files of days older than the last `keep_days`; returns what went."""
+        oldest = today - dt.timedelta(days=keep_days - 1)
+        removed = []
+        for path in self.files():
+            try:
+                day = dt.date.fromisoformat(path.name.split(".")[2])
+            except ValueError:
+                continue
+            if day < oldest:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
+
+    @staticmethod
+    def read_file(path: Path) -> np.ndarray:
+        """One file's records as an (n, 32) array; a record cut short by a crash is left out."""
+        raw = np.fromfile(path, dtype=LOG_DTYPE)
+        whole = len(raw) - len(raw) % len(LOG_COLUMNS)
+        return raw[:whole].reshape(-1, len(LOG_COLUMNS))
+
+    def read(self) -> Any:
+        """All files as a DataFrame of `LOG_COLUMNS`, ``timestamp`` as UTC datetimes."""
+        import pandas as pd
+
+        files = self.files()
+        return read_log_files(files) if files else pd.DataFrame(columns=list(LOG_COLUMNS))
 
 
-class JsonLinesMonitor(DefaultMonitor):
-    """BentoML's default monitor (same files, same JSON lines, daily rotation), faster.
+def read_log_files(paths: list[Path]) -> Any:
+    """Drift-log files as one DataFrame of `LOG_COLUMNS` (pandas imported on use)."""
+    import pandas as pd
 
-    The default keeps each value in a Python deque and formats and flushes one log record
-    per row; this one keeps each column as an array and writes a whole record (thousands of
-    rows) in one log call.
-    """
-
-    def __init__(
-        self, name: str, log_path: str, log_config_file: str | None = None, **options: Any
-    ) -> None:
-        super().__init__(name, log_path, log_config_file or str(MONITOR_LOGGING_CONFIG), **options)
-
-    def export_schema(self, columns_schema: dict[str, dict[str, str]]) -> None:
-        if self.schema_logger is None:
-            self._init_logger()
-        self.schema_logger.info(json.dumps({"columns": list(columns_schema.values())}))
-
-    def log_batch(self, data_batch: Any, name: str, role: str, data_type: str) -> None:
-        """Log a whole column as one array (the base class appends it value by value)."""
-        self.log(np.asarray(data_batch), name, role, data_type)
-
-    def export_data(self, datas: dict[str, collections.deque[Any]]) -> None:
-        if self.data_logger is None:
-            self._init_logger()
-        columns = {
-            name: np.concatenate([np.atleast_1d(v) for v in values])
-            for name, values in datas.items()
-        }
-        row = _row_type((*columns, self.COLUMN_TIME))
-        now = dt.datetime.now().isoformat()
-        values = np.column_stack(list(columns.values())).astype(np.float64)
-        encode = _encoder().encode_lines
-        chunks = []
-        for start in range(0, len(values), ENCODE_CHUNK_ROWS):
-            # msgspec writes each float's shortest exact form, 2.5x faster than pandas'
-            # to_json; a chunk at a time, yielding the GIL between chunks so the event loop
-            # never waits behind a whole flush.
-            rows = values[start : start + ENCODE_CHUNK_ROWS].tolist()
-            chunks.append(encode([row(*v, now) for v in rows]))
-            time.sleep(0)
-        self.data_logger.info(b"".join(chunks).decode().rstrip("\n"))
+    records = np.concatenate([DriftLogFiles.read_file(p) for p in paths])
+    frame = pd.DataFrame(records, columns=list(LOG_COLUMNS))
+    frame[TIME_COLUMN] = pd.to_datetime(frame[TIME_COLUMN], unit="s", utc=True)
+    return frame
 
 
-@functools.cache
-def _row_type(names: tuple[str, ...]) -> type[msgspec.Struct]:
-    """A struct with these fields (numbers, then the time string), encoded as a JSON object."""
-    fields = [(n, float) for n in names[:-1]] + [(names[-1], str)]
-    # Floats and a string cannot form cycles: keep thousands of rows a second out of the GC.
-    return msgspec.defstruct("DriftLogRow", fields, gc=False)
+def current_worker() -> int:
+    """BentoML's 1-based index of this worker process (1 outside ``bentoml serve``)."""
+    from bentoml._internal.context import server_context
 
-
-@functools.cache
-def _encoder() -> msgspec.json.Encoder:
-    return msgspec.json.Encoder()
+    return server_context.worker_index or 1
 
 
 @functools.cache
@@ -137,93 +145,88 @@ class DriftHook(Protocol):
     def close(self) -> None: ...
 
 
-class MonitorDriftLog:
-    """Writes each row (30 features + score) to `bentoml.monitor`, one JSON line per row.
+class DriftLogWriter:
+    """Appends each scored row (time, 30 features, score) to this worker's drift-log file.
 
-    `observe` only enqueues; a daemon thread writes what arrived in the last `flush_seconds`
-    (0.5 s: fewer, larger writes) as one monitor record. When more than `max_pending_batches`
-    wait (the disk cannot keep up), new batches are dropped from the log and counted in
-    `dropped_rows`; predictions are never held back.
+    `observe` only appends to a deque; a daemon thread wakes every `flush_seconds` and writes
+    what arrived as one block to the file of the day (UTC), deleting days older than
+    `keep_days`. When more than `max_pending_batches` wait (the disk cannot keep up), new
+    batches are dropped from the log and counted in `dropped_rows`; a failed write is
+    counted in `failures`. Predictions are never held back.
     """
 
     def __init__(
         self,
-        monitor_name: str = MONITOR_NAME,
+        files: DriftLogFiles,
         *,
+        worker: int = 1,
+        keep_days: int = 7,
         max_pending_batches: int = 10_000,
         flush_seconds: float = 0.5,
     ) -> None:
-        self.monitor_name = monitor_name
+        self.files = files
+        self.worker = worker
+        self.keep_days = keep_days
+        self.max_pending_batches = max_pending_batches
         self.flush_seconds = flush_seconds
         self.failures = 0
         self.dropped_rows = 0
         self.written_rows = 0
-        self._pending: queue.Queue[tuple[np.ndarray, np.ndarray] | None] = queue.Queue(
-            maxsize=max_pending_batches
-        )
+        self._pending: collections.deque[tuple[float, np.ndarray, np.ndarray]] = collections.deque()
+        self._pruned_on: dt.date | None = None
+        self._stop = threading.Event()
         self._writer = threading.Thread(target=self._drain, name="drift-log", daemon=True)
         self._writer.start()
 
     def observe(self, features: np.ndarray, scores: np.ndarray) -> None:
-        try:
-            self._pending.put_nowait((features, scores))
-        except queue.Full:
+        if len(self._pending) >= self.max_pending_batches:
             self.dropped_rows += len(scores)
             drift_log_counters()[1].inc(len(scores))
             if self.dropped_rows == len(scores):  # warn once, then count
                 logger.warning("Drift log backlog full: rows are dropped from the log")
+            return
+        # deque.append is atomic under the GIL: no lock, no wake-up of the writer.
+        self._pending.append((time.time(), features, scores))
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the writer thread."""
-        try:
-            self._pending.put(None, timeout=timeout)
-        except queue.Full:
-            logger.warning("Drift log writer stuck; %d batches unwritten", self._pending.qsize())
-            return
+        self._stop.set()
         self._writer.join(timeout)
+        if self._writer.is_alive():
+            logger.warning("Drift log writer stuck; %d batches unwritten", len(self._pending))
 
     def _drain(self) -> None:
-        while True:
-            batches = self._collect()
-            rows = [b for b in batches if b is not None]
-            if rows:
-                self._write(
-                    np.concatenate([f for f, _ in rows]), np.concatenate([s for _, s in rows])
-                )
-            if batches and batches[-1] is None:
-                return
+        while not self._stop.wait(self.flush_seconds):
+            self._flush()
+        self._flush()
 
-    def _collect(self) -> list[tuple[np.ndarray, np.ndarray] | None]:
-        """Wait for a batch, let `flush_seconds` pass, then take everything queued.
+    def _flush(self) -> None:
+        batches = []
+        while self._pending:
+            batches.append(self._pending.popleft())
+        if batches:
+            self.write(batches)
 
-        Sleeping instead of waking for every batch keeps the writer to one wake-up and one
-        write per interval, so its cost (a pandas frame, one file write, and the GIL while
-        they run) does not land on every request.
-        """
-        batches = [self._pending.get()]
-        if batches[0] is not None:
-            time.sleep(self.flush_seconds)
-        while batches[-1] is not None:
-            try:
-                batches.append(self._pending.get_nowait())
-            except queue.Empty:
-                break
-        return batches
-
-    def _write(self, features: np.ndarray, scores: np.ndarray) -> None:
+    def write(self, batches: list[tuple[float, np.ndarray, np.ndarray]]) -> None:
+        """Append `batches` (time, features, scores) as records; a failure is counted."""
+        rows = sum(len(scores) for _, _, scores in batches)
+        block = np.empty((rows, len(LOG_COLUMNS)), dtype=LOG_DTYPE)
+        start = 0
+        for stamp, features, scores in batches:
+            end = start + len(scores)
+            block[start:end, 0] = stamp
+            block[start:end, 1:-1] = features
+            block[start:end, -1] = scores
+            start = end
+        today = dt.datetime.now(dt.UTC).date()
         try:
-            with bentoml.monitor(self.monitor_name) as monitor:
-                for column, name in enumerate(FEATURE_NAMES):
-                    monitor.log_batch(
-                        features[:, column],
-                        name=name,
-                        role="feature",
-                        data_type="numerical",
-                    )
-                monitor.log_batch(
-                    scores, name=SCORE_COLUMN, role="prediction", data_type="numerical"
-                )
-            self.written_rows += len(scores)
+            if self._pruned_on != today:
+                self.files.prepare()
+                self.files.prune(self.keep_days, today)
+                self._pruned_on = today
+            with open(self.files.path(self.worker, today), "ab") as out:
+                out.write(block.tobytes())
+            self.written_rows += rows
         except Exception:
             # A broken log sink must not turn a scored request into an error.
             self.failures += 1
@@ -244,7 +247,7 @@ class NoDriftLog:
 
 
 class CompositeDriftHook:
-    """Hands each batch to several hooks (the JSON-lines log and the online detector).
+    """Hands each batch to several hooks (the drift log and the online detector).
 
     Each hook already promises not to raise; one that breaks that promise is logged and
     skipped, so it can neither fail the prediction nor starve the hooks after it.

@@ -26,8 +26,10 @@ class ServingSettings:
     - ``FRAUD_MAX_LATENCY_MS``: longest a request may wait in the batcher's queue; one that
       waits longer gets 503 + ``Retry-After`` instead of a late answer.
     - ``FRAUD_MAX_ROWS``: most transactions accepted in one request.
-    - ``FRAUD_MONITOR_LOG_PATH``: where ``bentoml.monitor`` writes drift-log JSON lines.
+    - ``FRAUD_MONITOR_LOG_PATH``: the drift log (``fraud_transactions/data/rows.*.f64``) and
+      drift results go under it (default ``monitoring``).
     - ``FRAUD_DRIFT_LOG``: ``1`` (default) logs every scored row for drift; ``0`` disables it.
+    - ``FRAUD_DRIFT_LOG_KEEP_DAYS``: days of drift-log files kept per worker (default 7).
     - ``FRAUD_BATCHING``: ``1`` (default) merges requests that arrive while the model runs
       into its next call (a lone request never waits); ``0`` scores each request alone.
     - ``FRAUD_WORKERS``: HTTP worker processes, each with its own ONNX session (default 1).
@@ -57,6 +59,7 @@ class ServingSettings:
     max_rows: int = 10_000
     monitor_log_path: str = "monitoring"
     drift_log: bool = True
+    drift_log_keep_days: int = 7
     batching: bool = True
     workers: int = 1
     ort_threads: int = 1
@@ -89,6 +92,7 @@ class ServingSettings:
             "workers",
             "max_body_bytes",
             "max_in_flight",
+            "drift_log_keep_days",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"FRAUD_{name.upper()} must be >= 1, got {getattr(self, name)}")
@@ -189,6 +193,7 @@ class ServingSettings:
             max_rows=integer("FRAUD_MAX_ROWS", defaults.max_rows),
             monitor_log_path=environ.get("FRAUD_MONITOR_LOG_PATH", defaults.monitor_log_path),
             drift_log=flag("FRAUD_DRIFT_LOG", defaults.drift_log),
+            drift_log_keep_days=integer("FRAUD_DRIFT_LOG_KEEP_DAYS", defaults.drift_log_keep_days),
             batching=flag("FRAUD_BATCHING", defaults.batching),
             workers=integer("FRAUD_WORKERS", defaults.workers),
             ort_threads=integer("FRAUD_ORT_THREADS", defaults.ort_threads),

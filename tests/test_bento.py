@@ -31,7 +31,6 @@ def test_bentoml_build_packages_the_serving_side_only(trained_store: Path) -> No
     }
     assert "service.py" in sources and "fraud_detection/scorer.py" in sources
     assert "fraud_detection/drift/detector.py" in sources, "sub-packages are packed too"
-    assert "fraud_detection/monitor_logging.yaml" in sources, "the drift-log monitor needs it"
     assert not any(s.startswith(("training/", "tests/")) for s in sources)
     assert (bento_dir / "env" / "docker" / "Dockerfile").is_file()
     locked = (bento_dir / "env" / "python" / "requirements.txt").read_text().lower().splitlines()

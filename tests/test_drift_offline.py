@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fraud_detection.drift_log import DriftLogFiles
+from fraud_detection.drift_log import DriftLogWriter
 from fraud_detection.schema import FEATURE_NAMES
 from tests.conftest import REPO
 from training.data import generate_transactions
@@ -40,20 +42,25 @@ def test_offline_report_from_a_csv_names_the_shifted_feature(
     assert "V14" in (out / "report.html").read_text()
 
 
-def test_offline_report_reads_monitor_logs_and_refuses_an_empty_folder(
+def test_offline_report_reads_drift_logs_and_refuses_an_empty_folder(
     trained_store: Path, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "fraud_transactions" / "data"
-    logs.mkdir(parents=True)
+    files = DriftLogFiles.under(tmp_path)
     rows = generate_transactions(1500, fraud_rate=0.01, seed=22)[list(FEATURE_NAMES)]
     rows["fraud_probability"] = 0.01
-    rows.iloc[:700].to_json(logs / "data.1.log", orient="records", lines=True)
-    rows.iloc[700:].to_json(logs / "data.2.log", orient="records", lines=True)
-    result = offline_drift(trained_store, "--current", str(logs), "--output", str(tmp_path / "o"))
+    for worker, part in ((1, rows.iloc[:600]), (2, rows.iloc[600:1200])):
+        writer = DriftLogWriter(files, worker=worker)
+        writer.observe(part[list(FEATURE_NAMES)].to_numpy(), part["fraud_probability"].to_numpy())
+        writer.close()
+    # A JSON-lines file of an earlier version's log is read beside them.
+    rows.iloc[1200:].to_json(files.directory / "data.1.log", orient="records", lines=True)
+    result = offline_drift(
+        trained_store, "--current", str(files.directory), "--output", str(tmp_path / "o")
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout)["window_rows"] == 1500, "both workers' files are read"
+    assert json.loads(result.stdout)["window_rows"] == 1500, "every worker's file is read"
 
     empty = tmp_path / "empty"
     empty.mkdir()
     refused = offline_drift(trained_store, "--current", str(empty))
-    assert refused.returncode != 0 and "no bentoml.monitor data files" in refused.stderr
+    assert refused.returncode != 0 and "no drift-log files" in refused.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from fraud_detection.drift_log import MONITOR_NAME
+from fraud_detection.drift_log import DriftLogFiles
 from tests.conftest import start_server
 from training.data import generate_transactions
 
@@ -65,6 +65,4 @@ def test_sigterm_lets_in_flight_requests_finish(trained_store: Path, tmp_path: P
     )
     assert exit_code == 0, running.log()[-3000:]
     # The drift log's shutdown hook wrote every answered row before the worker exited.
-    data_files = (running.monitor_dir / MONITOR_NAME / "data").glob("data.*.log")
-    logged = sum(len(f.read_text().splitlines()) for f in data_files)
-    assert logged == ROWS_PER_REQUEST * REQUESTS
+    assert len(DriftLogFiles.under(running.monitor_dir).read()) == ROWS_PER_REQUEST * REQUESTS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gc
 import json
 import re
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from bentoml._internal.server.http.traffic import TimeoutMiddleware as BentoTimeoutMiddleware
 
-from fraud_detection.drift_log import MONITOR_NAME
+from fraud_detection.drift_log import DriftLogFiles
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
 from fraud_detection.http_guards import InFlightLimit
@@ -135,9 +136,11 @@ def full_disk_log_dir(tmp_path: Path) -> Path:
     """A drift-log path whose data file is /dev/full: every write fails with ENOSPC."""
     if not Path("/dev/full").exists():
         pytest.skip("/dev/full is not available on this platform")
-    data_dir = tmp_path / "monitoring" / MONITOR_NAME / "data"
-    data_dir.mkdir(parents=True)
-    (data_dir / "data.1.log").symlink_to("/dev/full")  # worker 1's data file
+    files = DriftLogFiles.under(tmp_path / "monitoring")
+    files.prepare()
+    today = dt.datetime.now(dt.UTC).date()
+    for day in (today, today + dt.timedelta(days=1)):  # a test running across midnight
+        files.path(1, day).symlink_to("/dev/full")  # worker 1's data file
     return tmp_path / "monitoring"
 
 

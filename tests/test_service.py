@@ -18,7 +18,7 @@ import pytest
 
 from fraud_detection.catalog import STORE_NAMES
 from fraud_detection.client import score_frame
-from fraud_detection.drift_log import MONITOR_NAME
+from fraud_detection.drift_log import DriftLogFiles
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.scorer import OnnxScorer
 from tests.conftest import REPO
@@ -122,9 +122,7 @@ def test_openapi_document_describes_the_request(server: RunningServer) -> None:
 
 
 def read_drift_log(monitor_dir: Path) -> pd.DataFrame:
-    logs = list((monitor_dir / MONITOR_NAME / "data").glob("data.*.log"))
-    lines = [line for log in logs for line in log.read_text().splitlines() if line.strip()]
-    return pd.DataFrame([json.loads(line) for line in lines])
+    return DriftLogFiles.under(monitor_dir).read()
 
 
 def logged_rows(logged: pd.DataFrame, rows: list[dict[str, float]]) -> list[pd.DataFrame]:

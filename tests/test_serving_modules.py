@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import threading
 import time
+from pathlib import Path
 
-import bentoml
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -13,7 +15,9 @@ from pydantic import ValidationError
 from fraud_detection.api_models import EXAMPLE_TRANSACTION
 from fraud_detection.api_models import Transaction
 from fraud_detection.api_models import transactions_to_array
-from fraud_detection.drift_log import MonitorDriftLog
+from fraud_detection.drift_log import LOG_COLUMNS
+from fraud_detection.drift_log import DriftLogFiles
+from fraud_detection.drift_log import DriftLogWriter
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import N_FEATURES
 from fraud_detection.scorer import select_providers
@@ -74,20 +78,24 @@ def test_integers_are_numbers_but_strings_are_not() -> None:
         Transaction(**{**EXAMPLE_TRANSACTION, "Time": "7"})
 
 
-def test_drift_log_never_blocks_and_counts_what_it_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drift_log_never_blocks_and_counts_what_it_drops(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     release = threading.Event()
     written: list[int] = []
 
-    def slow_write(self: MonitorDriftLog, features: np.ndarray, scores: np.ndarray) -> None:
+    def slow_write(self: DriftLogWriter, batches: list) -> None:
         release.wait(10)
-        written.append(len(scores))
+        written.append(sum(len(scores) for _, _, scores in batches))
 
-    monkeypatch.setattr(MonitorDriftLog, "_write", slow_write)
-    log = MonitorDriftLog(max_pending_batches=1, flush_seconds=0.0)
+    monkeypatch.setattr(DriftLogWriter, "write", slow_write)
+    log = DriftLogWriter(DriftLogFiles(tmp_path), max_pending_batches=1, flush_seconds=0.01)
     rows = np.zeros((4, N_FEATURES), dtype=np.float32)
+    time.sleep(0.05)
     started = time.perf_counter()
-    for _ in range(5):  # the writer holds one batch, the queue one more; the rest overflow
+    for _ in range(5):  # the writer holds what it took, the backlog one more; the rest overflow
         log.observe(rows, np.zeros(4, dtype=np.float32))
+        time.sleep(0.03)
     assert time.perf_counter() - started < 1.0, "observe must not wait for the writer"
     release.set()
     log.close()
@@ -95,27 +103,62 @@ def test_drift_log_never_blocks_and_counts_what_it_drops(monkeypatch: pytest.Mon
     assert sum(written) + log.dropped_rows == 5 * 4, "every row is either written or counted"
 
 
-def test_drift_log_failure_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_monitor(name: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(bentoml, "monitor", broken_monitor)
-    log = MonitorDriftLog()
+def test_drift_log_failure_is_counted_not_raised(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file where the log folder should be")
+    log = DriftLogWriter(DriftLogFiles(tmp_path / "file" / "logs"), flush_seconds=0.05)
     log.observe(np.zeros((2, N_FEATURES), dtype=np.float32), np.zeros(2, dtype=np.float32))
     log.close()
     assert log.failures == 1 and log.written_rows == 0
 
 
-def test_drift_log_writes_one_record_per_flush_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drift_log_writes_one_block_per_flush_interval(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     written: list[int] = []
     monkeypatch.setattr(
-        MonitorDriftLog, "_write", lambda self, features, scores: written.append(len(scores))
+        DriftLogWriter,
+        "write",
+        lambda self, batches: written.append(sum(len(s) for _, _, s in batches)),
     )
-    log = MonitorDriftLog(flush_seconds=0.5)
+    log = DriftLogWriter(DriftLogFiles(tmp_path), flush_seconds=0.5)
     for _ in range(20):  # single-row requests arriving within one interval
         log.observe(np.zeros((1, N_FEATURES), dtype=np.float32), np.zeros(1, dtype=np.float32))
     log.close()
     assert written == [20]
+
+
+def test_drift_log_reads_back_what_it_wrote(tmp_path: Path) -> None:
+    files = DriftLogFiles(tmp_path / "data")
+    rng = np.random.default_rng(4)
+    features, scores = rng.normal(size=(7, N_FEATURES)), rng.random(7)
+    before = time.time()
+    log = DriftLogWriter(files, worker=3)
+    log.observe(features[:3], scores[:3])
+    log.observe(features[3:], scores[3:])
+    log.close()
+    (path,) = files.files()
+    assert path.name.startswith("rows.3.")
+    assert json.loads((files.directory / "columns.json").read_text())["columns"] == list(
+        LOG_COLUMNS
+    )
+    with path.open("ab") as out:  # a record cut short, as by a crash mid-write
+        out.write(b"\0" * 17)
+    frame = files.read()
+    np.testing.assert_array_equal(frame[list(FEATURE_NAMES)].to_numpy(), features)
+    np.testing.assert_array_equal(frame["fraud_probability"].to_numpy(), scores)
+    stamps = frame["timestamp"].map(lambda t: t.timestamp())
+    assert (stamps >= before - 1e-3).all() and (stamps <= time.time()).all()
+
+
+def test_drift_log_keeps_the_last_days_only(tmp_path: Path) -> None:
+    files = DriftLogFiles(tmp_path)
+    files.prepare()
+    today = dt.date(2026, 11, 29)
+    for age in range(10):
+        files.path(1, today - dt.timedelta(days=age)).write_bytes(b"")
+    removed = files.prune(7, today)
+    assert len(removed) == 3 and len(files.files()) == 7
+    assert files.path(1, today - dt.timedelta(days=6)).exists()
 
 
 class FlakyClient:

@@ -3,9 +3,10 @@
 python -m training.drift --model fraud-mlp:latest --current monitoring/fraud_transactions/data
 python -m training.drift --model fraud-mlp:latest --current transactions.csv --output drift-report
 
-`--current` is a ``bentoml.monitor`` JSON-lines file (``data.<worker>.log`` and its rotated
-``.log.YYYY-MM-DD`` siblings), a folder of them, or a CSV (plain or gzipped) with the 30
-features; rows without a ``fraud_probability`` column are scored with the model's ONNX graph.
+`--current` is a drift-log file written by the service (``rows.<worker>.<day>.f64``), a
+folder of them (JSON-lines ``data.<worker>.log`` files of earlier versions are read too), or a
+CSV (plain or gzipped) with the 30 features; rows without a ``fraud_probability`` column are
+scored with the model's ONNX graph.
 The report is `fraud_detection.drift.detector.DriftDetector`'s, the same code the service
 runs, against the stored model's reference. Prints the summary JSON; writes ``summary.json``
 and ``report.html`` to `--output`.
@@ -25,7 +26,9 @@ from fraud_detection.drift.config import DriftConfig
 from fraud_detection.drift.detector import DriftDetector
 from fraud_detection.drift.detector import DriftRun
 from fraud_detection.drift.reference import ReferenceProfile
+from fraud_detection.drift_log import LOG_SUFFIX
 from fraud_detection.drift_log import SCORE_COLUMN
+from fraud_detection.drift_log import read_log_files
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import check_feature_names
 from fraud_detection.scorer import OnnxScorer
@@ -33,29 +36,36 @@ from fraud_detection.scorer import OnnxScorer
 logger = logging.getLogger(__name__)
 
 
-def monitor_log_files(path: Path) -> list[Path]:
-    """The monitor data files under `path` (or `path` itself), oldest rotation first."""
+def drift_log_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """The drift-log files under `path` (or `path` itself): binary ones, then JSON-lines ones."""
     if path.is_file():
-        return [path]
-    files = sorted(p for p in path.rglob("data.*.log*") if p.is_file())
+        files = [path]
+    else:
+        files = sorted(p for p in path.rglob(f"rows.*{LOG_SUFFIX}") if p.is_file())
+        files += sorted(p for p in path.rglob("data.*.log*") if p.is_file())
+    binary = [f for f in files if f.name.endswith(LOG_SUFFIX)]
+    json_lines = [f for f in files if f not in binary]
     if not files:
         raise FileNotFoundError(
-            f"{path} holds no bentoml.monitor data files (data.<worker>.log); point --current "
+            f"{path} holds no drift-log files (rows.<worker>.<day>{LOG_SUFFIX}); point --current "
             "at <FRAUD_MONITOR_LOG_PATH>/fraud_transactions/data or at a CSV"
         )
-    return files
+    return binary, json_lines
 
 
 def read_current(path: Path) -> pd.DataFrame:
-    """Rows to judge: monitor-log JSON lines or a CSV, checked for the 30 features."""
+    """Rows to judge: drift-log files or a CSV, checked for the 30 features."""
     if not path.exists():
         raise FileNotFoundError(f"--current {path}: no such file or folder")
     if path.is_file() and path.name.endswith((".csv", ".csv.gz")):
         frame = pd.read_csv(path)
     else:
-        parts = [pd.read_json(f, lines=True) for f in monitor_log_files(path) if f.stat().st_size]
+        binary, json_lines = drift_log_files(path)
+        parts = [read_log_files(binary)] if binary else []
+        parts += [pd.read_json(f, lines=True) for f in json_lines if f.stat().st_size]
+        parts = [p for p in parts if not p.empty]
         if not parts:
-            raise ValueError(f"{path}: the monitor data files are all empty")
+            raise ValueError(f"{path}: the drift-log files are all empty")
         frame = pd.concat(parts, ignore_index=True)
     present = [c for c in frame.columns if c in FEATURE_NAMES]
     check_feature_names(present, source=str(path))

@@ -25,15 +25,9 @@ from fraud_detection.drift.metrics import drift_metrics
 from fraud_detection.drift.results_dir import ResultsDirectory
 from fraud_detection.drift.summary import DriftSummary
 from fraud_detection.drift.window import DriftWindow
+from fraud_detection.drift_log import current_worker
 
 logger = logging.getLogger(__name__)
-
-
-def current_worker() -> int:
-    """BentoML's 1-based index of this worker process (1 outside ``bentoml serve``)."""
-    from bentoml._internal.context import server_context
-
-    return server_context.worker_index or 1
 
 
 class DriftMonitor:
