@@ -8,15 +8,18 @@ MODELS ?= mlp distilbert
 export BENTOML_HOME ?= $(CURDIR)/bentos
 export WANDB_MODE ?= offline
 
-.PHONY: install models serve test lint bento bento-gpu container container-gpu data \
+.PHONY: install models serve test lint bento bento-gpu base-image container container-gpu \
+	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
 	bench bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
+# EXTRAS= installs the serving side only (image builds that import a trained model).
+EXTRAS ?= train,dev
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[train,dev]"
+	$(BIN)/pip install --quiet -e ".$(if $(EXTRAS),[$(EXTRAS)])"
 	touch $@
 
 install: $(VENV)/.installed
@@ -49,7 +52,7 @@ bento: models
 bento-gpu: models
 	FRAUD_MODEL=distilbert $(BIN)/bentoml build -f bentofile-gpu.yaml
 
-# --- GCP (needs gcloud, and Docker with BuildKit for containerize) -------------------------
+# --- GCP (needs gcloud and Docker) ---------------------------------------------------------
 GCP_PROJECT ?= $(shell gcloud config get-value project 2>/dev/null)
 GCP_REGION ?= us-central1
 AR_REPO ?= fraud
@@ -58,27 +61,54 @@ IMAGE ?= $(REGISTRY)/fraud-detector:latest
 IMAGE_GPU ?= $(REGISTRY)/fraud-detector-gpu:latest
 FILL_PLACEHOLDERS := sed -e 's|REGION-docker.pkg.dev/PROJECT_ID/fraud|$(REGISTRY)|'
 
+# --- Container images ------------------------------------------------------------------------
+# `bentoml containerize` with the docker backend and BuildKit off: BentoML's BuildKit Dockerfile
+# starts with a `# syntax=` frontend pulled from Docker Hub, the classic builder needs nothing
+# from it. BASE_IMAGE (a build-arg of deploy/docker/Dockerfile.template) replaces BentoML's
+# python:3.11-slim, e.g. BASE_IMAGE=$(LOCAL_BASE_IMAGE) after `make base-image` where Docker Hub
+# is out of reach.
+CONTAINER_TAG ?= fraud-detector:local
+CONTAINER_GPU_TAG ?= fraud-detector-gpu:local
+LOCAL_BASE_IMAGE ?= fraud-python:3.11-bookworm
+BASE_IMAGE ?=
+CONTAINERIZE = DOCKER_BUILDKIT=0 $(BIN)/bentoml containerize --backend docker \
+	$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
+
+# Python 3.11 from Debian bookworm packages (mmdebstrap + docker import; rootfs cached in
+# .cache/base-image). BASE_IMAGE_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt (opt-in) adds this
+# machine's CA bundle, for networks that intercept TLS: keep such an image local.
+base-image:
+	deploy/docker/build-base-image.sh $(LOCAL_BASE_IMAGE)
+
 container: bento
-	$(BIN)/bentoml containerize fraud_detector:latest -t $(IMAGE)
+	$(CONTAINERIZE) fraud_detector:latest -t $(CONTAINER_TAG)
 
 container-gpu: bento-gpu
-	$(BIN)/bentoml containerize fraud_detector_gpu:latest -t $(IMAGE_GPU)
+	$(CONTAINERIZE) fraud_detector_gpu:latest -t $(CONTAINER_GPU_TAG)
+
+# Builds and runs the images as Cloud Run and GKE run them (tests/test_container.py).
+container-test: install
+	$(BIN)/pytest -m container tests/test_container.py
 
 deploy-cloudrun: container
+	docker tag $(CONTAINER_TAG) $(IMAGE)
 	docker push $(IMAGE)
 	$(FILL_PLACEHOLDERS) deploy/cloudrun/service-cpu.yaml > /tmp/fraud-cloudrun.yaml
 	gcloud run services replace /tmp/fraud-cloudrun.yaml --region $(GCP_REGION)
 
 deploy-cloudrun-gpu: container-gpu
+	docker tag $(CONTAINER_GPU_TAG) $(IMAGE_GPU)
 	docker push $(IMAGE_GPU)
 	$(FILL_PLACEHOLDERS) deploy/cloudrun/service-gpu.yaml > /tmp/fraud-cloudrun-gpu.yaml
 	gcloud run services replace /tmp/fraud-cloudrun-gpu.yaml --region $(GCP_REGION)
 
 deploy-gke: container
+	docker tag $(CONTAINER_TAG) $(IMAGE)
 	docker push $(IMAGE)
 	kubectl kustomize deploy/gke/overlays/cpu | $(FILL_PLACEHOLDERS) | kubectl apply -f -
 
 deploy-gke-gpu: container-gpu
+	docker tag $(CONTAINER_GPU_TAG) $(IMAGE_GPU)
 	docker push $(IMAGE_GPU)
 	kubectl kustomize deploy/gke/overlays/gpu | $(FILL_PLACEHOLDERS) | kubectl apply -f -
 

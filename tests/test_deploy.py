@@ -163,7 +163,9 @@ def test_test_workflow_covers_both_pythons_with_pip_cache() -> None:
 def test_cloudbuild_and_vertex_job_agree_with_the_project() -> None:
     build = load(REPO / "cloudbuild.yaml")
     assert build["substitutions"]["_IMAGE"] == "fraud-detector"
-    assert any("bentoml build" in " ".join(s.get("args", [])) for s in build["steps"])
+    scripts = " ".join(" ".join(s.get("args", [])) for s in build["steps"])
+    assert "make ${_MAKE_TARGET}" in scripts and "bentoml models import" in scripts
+    assert build["substitutions"]["_MAKE_TARGET"] in makefile_targets()
     job = load(REPO / "deploy/vertex/train-distilbert-base.yaml")
     (pool,) = job["workerPoolSpecs"]
     assert pool["machineSpec"]["acceleratorCount"] == 1
