@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A Python 3.11 base image made from Debian bookworm packages, for machines that cannot pull
 # from Docker Hub: mmdebstrap writes a root filesystem tarball (cached), `docker import` turns
-# it into an image.
+# it into an image. python3-venv brings pip as a wheel for each virtualenv (the bento's
+# Dockerfile makes one), so Debian's own python3-pip, and the compilers it recommends, stay out;
+# usrmerge, which mmdebstrap uses to lay out the merged /usr, is then swapped for
+# usr-is-merged and purged with the full perl it needs (46 MB; perl-base stays).
 #
 #   deploy/docker/build-base-image.sh [TAG]          (default fraud-python:3.11-bookworm)
 #
@@ -19,12 +22,13 @@ mkdir -p "$cache"
 if [ ! -s "$rootfs" ]; then
   echo "mmdebstrap: $suite minbase + python3 -> $rootfs"
   mmdebstrap --variant=minbase --quiet \
-    --include=python3,python3-venv,python3-pip,ca-certificates,passwd \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --include=python3,python3-venv,ca-certificates,passwd,usr-is-merged \
+    --aptopt='APT::Install-Recommends "false"' --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --customize-hook='chroot "$1" dpkg --purge usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl libperl5.36 perl-modules-5.36' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
-    "$suite" "$rootfs.partial"
-  mv "$rootfs.partial" "$rootfs"
+    "$suite" "$cache/partial.tar"  # the .tar suffix picks mmdebstrap's tarball output
+  mv "$cache/partial.tar" "$rootfs"
 fi
 
 changes=(
