@@ -146,13 +146,16 @@ def cloud_run_spec() -> RunSpec:
     container = cloud_run_container()
     memory = container["resources"]["limits"]["memory"]
     # Cloud Run sets PORT; the bento's entrypoint serves on it. Its filesystem is writable
-    # (in memory): the drift log's path is the only place the service should write.
-    log_path = next(e["value"] for e in container["env"] if e["name"] == "FRAUD_MONITOR_LOG_PATH")
+    # and in memory: the manifest points every writer (drift log, BentoML's home, $HOME)
+    # under /tmp, the one place the service should write.
+    env = {e["name"]: e["value"] for e in container["env"]}
+    writers = [env[k] for k in ("FRAUD_MONITOR_LOG_PATH", "BENTOML_HOME", "HOME")]
+    assert all(w == "/tmp" or w.startswith("/tmp/") for w in writers), writers
     return RunSpec(
         name="cloud-run",
         args=["-e", "PORT=8080", "--memory", str(memory_bytes(memory)), *env_args(container)],
         port=8080,
-        writable=(log_path,),
+        writable=("/tmp",),
         grace_seconds=10,  # Cloud Run sends SIGTERM, then SIGKILL 10 s later
     )
 
@@ -261,7 +264,7 @@ def test_scores_equal_the_in_process_scorer(served: RunningContainer, trained_st
 
 
 def test_bad_input_is_a_4xx_and_the_container_keeps_serving(served: RunningContainer) -> None:
-    bad = {"transactions": [{**rows(1, seed=1)[0], "V3": "not a number"}]}
+    bad = {"transactions": [{**rows(2, seed=1)[0], "V3": "not a number"}]}
     response = httpx.post(f"{served.url}/predict", json=bad, timeout=30)
     assert response.status_code == 400 and "V3" in response.text
     wrong_type = httpx.post(
@@ -340,9 +343,9 @@ def test_image_holds_no_training_stack_and_runs_as_bentoml(cpu_image: str) -> No
         ]
     )
     done = docker("run", "--rm", "--entrypoint", "python", cpu_image, "-c", probe)
-    assert done.stdout.split(maxsplit=1) == [str(IMAGE_UID), "[]"]
+    assert done.stdout.split() == [str(IMAGE_UID), "[]"]
     serving = docker(
-        "run", "--rm", "--entrypoint", "python", cpu_image, "-c",
+        "run", "--rm", "--entrypoint", "python", "-w", "/home/bentoml/bento/src", cpu_image, "-c",
         "import bentoml, onnxruntime, evidently, msgspec, fraud_detection.scorer; print('ok')",
     )  # fmt: skip
     assert serving.stdout.strip() == "ok"
