@@ -35,6 +35,7 @@ from training.data import generate_transactions
 pytestmark = pytest.mark.container
 
 CPU_TAG = "fraud-detector:local"
+GPU_TAG = "fraud-detector-gpu:local"
 IMAGE_UID = 1034  # BentoML's "bentoml" user, the manifests' runAsUser
 TRAINING_ONLY = ("torch", "wandb", "hydra", "transformers", "lightning")
 #: What the test learned about the image, for the README's Deploy section.
@@ -110,8 +111,8 @@ def cpu_image(trained_store: Path) -> str:
 # --- What the manifests say -------------------------------------------------------------------
 
 
-def cloud_run_container() -> dict:
-    service = yaml.safe_load((REPO / "deploy/cloudrun/service-cpu.yaml").read_text())
+def cloud_run_container(manifest: str = "service-cpu.yaml") -> dict:
+    service = yaml.safe_load((REPO / "deploy/cloudrun" / manifest).read_text())
     return service["spec"]["template"]["spec"]["containers"][0]
 
 
@@ -142,8 +143,8 @@ class RunSpec:
     grace_seconds: int
 
 
-def cloud_run_spec() -> RunSpec:
-    container = cloud_run_container()
+def cloud_run_spec(manifest: str = "service-cpu.yaml") -> RunSpec:
+    container = cloud_run_container(manifest)
     memory = container["resources"]["limits"]["memory"]
     # Cloud Run sets PORT; the bento's entrypoint serves on it. Its filesystem is writable
     # and in memory: the manifest points every writer (drift log, BentoML's home, $HOME)
@@ -360,3 +361,24 @@ def test_a_container_without_its_model_stops_at_once_naming_it(cpu_image: str) -
     assert time.monotonic() - started < 60
     output = done.stdout + done.stderr
     assert "fraud-distilbert" in output and "not in the BentoML model store" in output
+
+
+def test_gpu_image_builds_and_serves_on_cpu(cpu_image: str, trained_store: Path) -> None:
+    """``make container-gpu``: CUDA wheels inside; with no GPU the CUDA provider falls back."""
+    env = {**os.environ, "BENTOML_HOME": str(trained_store), "CONTAINER_GPU_TAG": GPU_TAG}
+    built = subprocess.run(
+        ["make", "container-gpu"], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=2400,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    record(gpu_image_bytes=int(docker("image", "inspect", GPU_TAG, "--format", "{{.Size}}").stdout))
+    running = run_container(GPU_TAG, cloud_run_spec("service-gpu.yaml"))
+    try:
+        response = httpx.post(
+            f"{running.url}/predict", json={"transactions": rows(20, seed=9)}, timeout=60
+        )
+        assert response.status_code == 200, running.logs()[-3000:]
+        assert {p["model"] for p in response.json()} == {"fraud-distilbert"}
+        assert "Failed to create CUDAExecutionProvider" in running.logs(), "fallback is logged"
+    finally:
+        docker("rm", "-f", running.name, check=False)
