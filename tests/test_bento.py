@@ -33,7 +33,8 @@ def test_bentoml_build_packages_the_serving_side_only(trained_store: Path) -> No
     assert "fraud_detection/drift/detector.py" in sources, "sub-packages are packed too"
     assert not any(s.startswith(("training/", "tests/")) for s in sources)
     assert (bento_dir / "env" / "docker" / "Dockerfile").is_file()
-    locked = (bento_dir / "env" / "python" / "requirements.txt").read_text().lower().splitlines()
+    lock_file = bento_dir / "env" / "python" / "requirements.lock.txt"
+    locked = lock_file.read_text().lower().splitlines()
     names = {line.split("==")[0].strip() for line in locked if "==" in line}
     assert {"bentoml", "onnxruntime", "evidently"} <= names
     assert not names & set(TRAINING_ONLY), names & set(TRAINING_ONLY)
@@ -56,7 +57,8 @@ def test_gpu_bento_swaps_onnxruntime_for_its_cuda_build(trained_store: Path) -> 
     info = yaml.safe_load((bento_dir / "bento.yaml").read_text())
     served = [m["tag"] for s in info["services"] for m in s["models"]]
     assert len(served) == 1 and served[0].startswith("fraud-distilbert:")
-    locked = (bento_dir / "env" / "python" / "requirements.txt").read_text().lower().splitlines()
+    lock_file = bento_dir / "env" / "python" / "requirements.lock.txt"
+    locked = lock_file.read_text().lower().splitlines()
     names = {line.split("==")[0].strip() for line in locked if "==" in line}
     assert "onnxruntime-gpu" in names and "onnxruntime" not in names
     assert {"nvidia-cudnn-cu13", "nvidia-cublas"} <= names, "CUDA libraries come as wheels"
