@@ -66,10 +66,15 @@ class DriftLogFiles:
         if not schema.exists():
             schema.write_text(json.dumps(layout, indent=1))
 
+    @staticmethod
+    def day_of(path: Path) -> str:
+        """The ``YYYY-MM-DD`` part of ``rows.<worker>.<day>.f64``."""
+        return path.name.split(".")[2]
+
     def files(self) -> list[Path]:
         """Every worker's files, oldest day first."""
         return sorted(
-            self.directory.glob(f"rows.*{LOG_SUFFIX}"), key=lambda p: (p.name.split(".")[2], p.name)
+            self.directory.glob(f"rows.*{LOG_SUFFIX}"), key=lambda p: (self.day_of(p), p.name)
         )
 
     def prune(self, keep_days: int, today: dt.date) -> list[Path]:
@@ -78,7 +83,7 @@ class DriftLogFiles:
         removed = []
         for path in self.files():
             try:
-                day = dt.date.fromisoformat(path.name.split(".")[2])
+                day = dt.date.fromisoformat(self.day_of(path))
             except ValueError:
                 continue
             if day < oldest:

@@ -141,6 +141,16 @@ def client(server: RunningServer) -> Iterator[bentoml.SyncHTTPClient]:
         yield c
 
 
+async def read_body(receive) -> bytes:
+    """The whole request body, as an ASGI app receives it (in one or more messages)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 def call_asgi(
     app, *, path="/predict", method="POST", headers=(), chunks=(b"",)
 ) -> tuple[int, bytes, dict]:

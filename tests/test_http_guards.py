@@ -23,16 +23,12 @@ from fraud_detection.http_guards import RetryAfterOn503
 from fraud_detection.http_guards import install_request_timeout
 from fraud_detection.settings import ServingSettings
 from tests.conftest import call_asgi as call
+from tests.conftest import read_body
 from training.data import generate_transactions
 
 
 async def echo_body(scope, receive, send) -> None:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
 

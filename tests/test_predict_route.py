@@ -15,6 +15,7 @@ from fraud_detection.predict_route import PredictHandlerSlot
 from fraud_detection.request_codec import PredictionEncoder
 from fraud_detection.request_codec import TransactionDecoder
 from tests.conftest import call_asgi
+from tests.conftest import read_body
 
 GOOD = json.dumps({"transactions": [EXAMPLE_TRANSACTION, EXAMPLE_TRANSACTION]}).encode()
 
@@ -26,13 +27,7 @@ class Downstream:
         self.bodies: list[bytes] = []
 
     async def __call__(self, scope, receive, send) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.bodies.append(body)
+        self.bodies.append(await read_body(receive))
         await send({"type": "http.response.start", "status": 299, "headers": []})
         await send({"type": "http.response.body", "body": b"downstream"})
 
