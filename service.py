@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 from typing import Annotated
 
@@ -23,12 +25,18 @@ from bentoml.validators import ContentType
 from pydantic import Field
 
 from fraud_detection.api_models import EXAMPLE_TRANSACTION
+from fraud_detection.api_models import FEATURE_LIMIT
+from fraud_detection.api_models import Explanation
 from fraud_detection.api_models import Prediction
 from fraud_detection.api_models import Transaction
 from fraud_detection.api_models import transactions_to_array
 from fraud_detection.batching import QueueTimeoutError
 from fraud_detection.batching import ZeroDelayBatcher
 from fraud_detection.catalog import training_command
+from fraud_detection.console import ConsoleLimits
+from fraud_detection.console import ConsoleRoutes
+from fraud_detection.console import console_app
+from fraud_detection.console.app import CONSOLE_PATH
 from fraud_detection.drift import ResultsDirectory
 from fraud_detection.drift import drift_app
 from fraud_detection.drift_log import CompositeDriftHook
@@ -37,6 +45,8 @@ from fraud_detection.drift_log import DriftLogFiles
 from fraud_detection.drift_log import DriftLogWriter
 from fraud_detection.drift_log import NoDriftLog
 from fraud_detection.drift_log import current_worker
+from fraud_detection.explanations import ExplanationsUnavailable
+from fraud_detection.explanations import ShapExplainer
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
 from fraud_detection.http_guards import InFlightLimit
@@ -74,6 +84,9 @@ verify_checksums(
 )
 
 
+#: Concurrent ``/explain`` requests per worker before more get 503 + ``Retry-After``.
+EXPLAIN_QUEUE = 4
+
 #: The worker's service instance puts its scorer here for `FastPredictRoute` to use.
 predict_slot = PredictHandlerSlot()
 
@@ -99,6 +112,8 @@ class FraudDetector:
             queue_timeout_s=settings.max_latency_ms / 1000,
         )
         self.encoder = PredictionEncoder(self.scorer.threshold, self.model_name, self.model_version)
+        self._explainer: ShapExplainer | None = None
+        self._explainer_lock = threading.Lock()
         predict_slot.attach(
             PredictHandler(
                 decoder=TransactionDecoder(settings.max_rows),
@@ -129,6 +144,15 @@ class FraudDetector:
         return DriftMonitor.for_model(
             self.model.path, str(self.model.tag), settings.drift, settings.drift_results_path
         )
+
+    def explainer(self) -> ShapExplainer:
+        """The model's explainer, made at the first ``/explain`` (imports shap)."""
+        with self._explainer_lock:
+            if self._explainer is None:
+                self._explainer = ShapExplainer.for_model(
+                    self.scorer, self.model.path, settings.explain
+                )
+            return self._explainer
 
     def _score_batch(self, features: np.ndarray) -> np.ndarray:
         """One model call for a merged batch (on the batcher's thread), then the drift hook."""
@@ -163,6 +187,34 @@ class FraudDetector:
             raise bentoml.exceptions.ServiceUnavailable(str(e)) from e
         return [Prediction(**record) for record in self.encoder.records(scores)]
 
+    # Sync: BentoML runs it in its thread pool, off the event loop that answers /predict.
+    @bentoml.api(route="/explain")
+    def explain(
+        self,
+        transactions: Annotated[
+            list[Transaction],
+            Field(
+                min_length=1,
+                max_length=settings.explain_max_rows,
+                examples=[[EXAMPLE_TRANSACTION]],
+            ),
+        ],
+    ) -> Annotated[list[Explanation], ContentType("application/json")]:
+        """Score, decision and Shapley attributions of the logit for each transaction."""
+        features = transactions_to_array(transactions)
+        try:
+            explainer = self.explainer()
+        except ExplanationsUnavailable as e:
+            raise bentoml.exceptions.BentoMLException(str(e), error_code=HTTPStatus.CONFLICT) from e
+        explanations = explainer.explain(features)
+        scored = self.encoder.records(explanations.probabilities)
+        return [
+            Explanation(**prediction, **attribution)
+            for prediction, attribution in zip(
+                scored, explainer.records(features, explanations), strict=True
+            )
+        ]
+
 
 def report_detector() -> DriftDetector:
     """The detector behind ``/drift/report``, made at the first report (loads Evidently)."""
@@ -186,15 +238,36 @@ FraudDetector.mount_asgi_app(
     ),
     path="/drift",
 )
+FraudDetector.mount_asgi_app(
+    console_app(
+        ConsoleLimits(
+            max_rows=settings.max_rows,
+            explain_max_rows=settings.explain_max_rows,
+            max_body_bytes=settings.max_body_bytes,
+            feature_limit=FEATURE_LIMIT,
+        ),
+        example=EXAMPLE_TRANSACTION,
+    ),
+    path=CONSOLE_PATH,
+)
 install_request_timeout()  # BentoML's own leaks a timer per request
-# Outermost first: refuse unauthenticated callers before reading their bodies.
+# Outermost first: ``GET /`` leads to the console; refuse unauthenticated callers before
+# reading their bodies (the console's files are public: they hold no data).
+FraudDetector.add_asgi_middleware(ConsoleRoutes)
 if settings.api_token:
     FraudDetector.add_asgi_middleware(
-        BearerAuth, token=settings.api_token, public_paths=settings.public_paths
+        BearerAuth,
+        token=settings.api_token,
+        public_paths=settings.public_paths,
+        public_prefixes=(f"{CONSOLE_PATH}/",),
     )
 FraudDetector.add_asgi_middleware(InFlightLimit, max_in_flight=settings.max_in_flight)
+# Explanations take a core for a while each and run one at a time: a short queue, then 503.
+FraudDetector.add_asgi_middleware(
+    InFlightLimit, max_in_flight=EXPLAIN_QUEUE, paths=frozenset({"/explain"})
+)
 FraudDetector.add_asgi_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-FraudDetector.add_asgi_middleware(JsonBodyOnly)
+FraudDetector.add_asgi_middleware(JsonBodyOnly, paths=frozenset({"/predict", "/explain"}))
 FraudDetector.add_asgi_middleware(RetryAfterOn503)
 FraudDetector.add_asgi_middleware(OpenAPICorrection)
 FraudDetector.add_asgi_middleware(FastPredictRoute, slot=predict_slot)

@@ -115,7 +115,9 @@ def served_model_fitter(kind: str, overrides: list[str]) -> Fitter:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
         def score(features: np.ndarray) -> np.ndarray:
-            (probabilities,) = session.run(None, {"features": features.astype(np.float32)})
+            (probabilities,) = session.run(
+                ["fraud_probability"], {"features": features.astype(np.float32)}
+            )
             return probabilities.astype(np.float64)
 
         return score

@@ -67,6 +67,24 @@ class Prediction(BaseModel):
     model_version: str
 
 
+class Reason(BaseModel):
+    """One feature's part in a score: its value, a typical value, and its signed contribution."""
+
+    feature: str
+    value: float
+    typical_value: float = Field(description="Median of the feature over the model's reference")
+    contribution: float = Field(description="Shapley value on the logit; > 0 pushes toward fraud")
+
+
+class Explanation(Prediction):
+    """A score with its Shapley attributions: ``base_value + sum(shap_values) == logit``."""
+
+    logit: float = Field(description="log(p / (1 - p)) of fraud_probability, from the graph")
+    base_value: float = Field(description="Mean logit over the explanation's background rows")
+    shap_values: dict[str, float] = Field(description="One Shapley value per feature")
+    reasons: list[Reason] = Field(description="Largest |contribution| first")
+
+
 _feature_values = attrgetter(*FEATURE_NAMES)
 
 

@@ -56,21 +56,33 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class BearerAuth:
-    """Requires ``Authorization: Bearer <token>`` except on `public_paths`.
+    """Requires ``Authorization: Bearer <token>`` except on `public_paths` and paths under
+    `public_prefixes` (the console's own files, which hold no data).
 
     The comparison is constant-time, and every refusal gets the same 401 body, so a caller
     learns nothing about which part was wrong.
     """
 
-    def __init__(self, app: ASGIApp, token: str, public_paths: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        public_paths: frozenset[str],
+        public_prefixes: tuple[str, ...] = (),
+    ) -> None:
         if not token:
             raise ValueError("BearerAuth needs a non-empty token")
         self.app = app
         self.expected = f"Bearer {token}".encode()
         self.public_paths = public_paths
+        self.public_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.public_paths:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self.public_paths
+            or scope["path"].startswith(self.public_prefixes)
+        ):
             await self.app(scope, receive, send)
             return
         supplied = header(scope, b"authorization") or b""

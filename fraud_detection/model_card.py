@@ -78,6 +78,9 @@ class ModelCard(BaseModel):
     confusion_matrix: list[list[int]] = Field(description="[[tn, fp], [fn, tp]] on the test split.")
     onnx_input: str
     onnx_output: str
+    onnx_logit_output: str | None = Field(
+        None, description="Graph output of the calibrated logit (explanations); None: older model"
+    )
     onnx_parity_max_abs_diff: float
     onnx_precision: Literal["fp32", "fp16"] = Field(
         "fp32", description="fp16: float16 compute after the first LayerNorm (GPU serving)"

@@ -98,3 +98,21 @@ class OnnxScorer:
         x = np.ascontiguousarray(features, dtype=np.float32)
         (proba,) = self.session.run([self.card.onnx_output], {self.card.onnx_input: x})
         return proba.reshape(-1)
+
+    def predict_with_logits(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fraud probability and calibrated logit per row, from one session call.
+
+        Raises `ValueError` for a model exported before the graph had a logit output.
+        """
+        if self.card.onnx_logit_output is None:
+            raise ValueError(
+                f"{self.card.kind} model has no logit output (exported by an older version); "
+                "retrain it to explain its scores"
+            )
+        if features.ndim != 2 or features.shape[1] != N_FEATURES:
+            raise ValueError(f"expected shape (n, {N_FEATURES}), got {features.shape}")
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        proba, logit = self.session.run(
+            [self.card.onnx_output, self.card.onnx_logit_output], {self.card.onnx_input: x}
+        )
+        return proba.reshape(-1), logit.reshape(-1)

@@ -12,6 +12,7 @@ from typing import Any
 from fraud_detection.catalog import MODEL_KINDS
 from fraud_detection.catalog import store_tag
 from fraud_detection.drift.config import DriftConfig
+from fraud_detection.explanations import ExplainConfig
 
 #: Folder under ``FRAUD_MONITOR_LOG_PATH`` where each worker publishes its drift results.
 DRIFT_RESULTS_DIR = "fraud_drift"
@@ -51,6 +52,9 @@ class ServingSettings:
       ``FRAUD_DRIFT_WINDOW_ROWS``, ``_MIN_ROWS``, ``_EVERY_ROWS``, ``_EVERY_SECONDS``,
       ``_MAX_CPU_SHARE``, ``_METHOD``, ``_THRESHOLD``, ``_MIN_DRIFTED_FEATURES`` and
       ``_IGNORE_FEATURES`` (comma-separated) tune it (see `DriftConfig`).
+    - ``FRAUD_EXPLAIN_MAX_ROWS``: most transactions in one ``POST /explain`` (default 100).
+    - ``FRAUD_EXPLAIN_BACKGROUND_ROWS``, ``_PERMUTATIONS``, ``_SEED``, ``_TOP_REASONS``: how
+      explanations are estimated (see `ExplainConfig`; defaults 32, 1, 0, 5).
     """
 
     model_kind: str = "mlp"
@@ -72,6 +76,8 @@ class ServingSettings:
     tracing: bool = False
     drift_detection: bool = True
     drift: DriftConfig = field(default_factory=DriftConfig)
+    explain_max_rows: int = 100
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     def __post_init__(self) -> None:
         if self.model_kind not in MODEL_KINDS:
@@ -93,6 +99,7 @@ class ServingSettings:
             "max_body_bytes",
             "max_in_flight",
             "drift_log_keep_days",
+            "explain_max_rows",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"FRAUD_{name.upper()} must be >= 1, got {getattr(self, name)}")
@@ -175,6 +182,15 @@ class ServingSettings:
                 ignore_features=names("FRAUD_DRIFT_IGNORE_FEATURES", d.ignore_features),
             )
 
+        def explain_config() -> ExplainConfig:
+            e = defaults.explain
+            return ExplainConfig(
+                background_rows=integer("FRAUD_EXPLAIN_BACKGROUND_ROWS", e.background_rows),
+                permutations=integer("FRAUD_EXPLAIN_PERMUTATIONS", e.permutations),
+                seed=integer("FRAUD_EXPLAIN_SEED", e.seed),
+                top_reasons=integer("FRAUD_EXPLAIN_TOP_REASONS", e.top_reasons),
+            )
+
         def api_token() -> str | None:
             if "FRAUD_API_TOKEN" in environ:
                 return environ["FRAUD_API_TOKEN"]
@@ -201,6 +217,8 @@ class ServingSettings:
             tracing=flag("FRAUD_TRACING", defaults.tracing),
             drift_detection=flag("FRAUD_DRIFT_DETECTION", defaults.drift_detection),
             drift=drift_config(),
+            explain_max_rows=integer("FRAUD_EXPLAIN_MAX_ROWS", defaults.explain_max_rows),
+            explain=explain_config(),
             max_body_bytes=integer("FRAUD_MAX_BODY_BYTES", defaults.max_body_bytes),
             max_in_flight=integer("FRAUD_MAX_IN_FLIGHT", defaults.max_in_flight),
             request_timeout_s=number("FRAUD_REQUEST_TIMEOUT_S", defaults.request_timeout_s),

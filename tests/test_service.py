@@ -250,7 +250,7 @@ def test_serving_path_imports_no_training_stack(trained_store: Path) -> None:
     code = (
         # The drift monitor (Evidently) is imported when a worker starts, not with the module.
         "import sys, service, fraud_detection.drift.monitor; "
-        "heavy = ('torch', 'hydra', 'wandb', 'lightning', 'transformers'); "
+        "heavy = ('torch', 'hydra', 'wandb', 'lightning', 'transformers', 'shap', 'numba'); "
         "bad = [m for m in heavy if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -259,3 +259,86 @@ def test_serving_path_imports_no_training_stack(trained_store: Path) -> None:
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_explain_answers_scores_with_additive_attributions(
+    server: RunningServer, client: bentoml.SyncHTTPClient
+) -> None:
+    rows = transactions(5)
+    explained = client.explain(transactions=rows)
+    predicted = client.predict(transactions=rows)
+    assert len(explained) == len(rows)
+    for explanation, prediction in zip(explained, predicted, strict=True):
+        assert explanation["fraud_probability"] == pytest.approx(
+            prediction["fraud_probability"], abs=1e-6
+        )
+        assert explanation["is_fraud"] == prediction["is_fraud"]
+        assert explanation["model"] == STORE_NAMES[server.kind]
+        assert set(explanation["shap_values"]) == set(FEATURE_NAMES)
+        total = explanation["base_value"] + sum(explanation["shap_values"].values())
+        assert total == pytest.approx(explanation["logit"], abs=1e-4)
+        p = explanation["fraud_probability"]
+        assert 1 / (1 + np.exp(-explanation["logit"])) == pytest.approx(p, abs=1e-6)
+        reasons = explanation["reasons"]
+        assert [r["contribution"] for r in reasons] == [
+            explanation["shap_values"][r["feature"]] for r in reasons
+        ]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"transactions": []}, "transactions"),
+        ({"transactions": [{**transactions(1)[0], "V7": "high"}]}, "V7"),
+        (
+            {"transactions": [{k: v for k, v in transactions(1)[0].items() if k != "Amount"}]},
+            "Amount",
+        ),
+    ],
+)
+def test_bad_explain_bodies_are_400_naming_the_field(
+    server: RunningServer, body: dict, named: str
+) -> None:
+    response = httpx.post(f"{server.url}/explain", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert named in response.text
+
+
+def test_explain_row_limit_is_a_400(trained_store: Path, tmp_path: Path) -> None:
+    from tests.conftest import start_server
+
+    running = start_server(trained_store, tmp_path, "mlp", FRAUD_EXPLAIN_MAX_ROWS="3")
+    try:
+        ok = httpx.post(
+            f"{running.url}/explain", json={"transactions": transactions(3)}, timeout=60
+        )
+        assert ok.status_code == 200, ok.text
+        too_many = httpx.post(
+            f"{running.url}/explain", json={"transactions": transactions(4)}, timeout=30
+        )
+        assert too_many.status_code == 400
+        assert "transactions" in too_many.text and "at most 3" in too_many.text
+        # /predict keeps its own, larger limit.
+        assert (
+            httpx.post(
+                f"{running.url}/predict", json={"transactions": transactions(4)}, timeout=30
+            ).status_code
+            == 200
+        )
+    finally:
+        running.server.stop()
+
+
+def test_root_leads_to_the_console_and_docs_moves(server: RunningServer) -> None:
+    root = httpx.get(f"{server.url}/", timeout=10)
+    assert root.status_code == 307 and root.headers["location"] == "/ui/"
+    page = httpx.get(f"{server.url}/ui/", timeout=10)
+    assert page.status_code == 200 and "Fraud console" in page.text
+    config = httpx.get(f"{server.url}/ui/config.json", timeout=10).json()
+    assert config["features"] == list(FEATURE_NAMES)
+    assert config["max_rows"] == 10_000 and config["explain_max_rows"] == 100
+    plotly_js = httpx.get(f"{server.url}/ui/plotly.min.js", timeout=10)
+    assert plotly_js.status_code == 200 and len(plotly_js.content) > 1_000_000
+    docs = httpx.get(f"{server.url}/docs", timeout=10)
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    assert httpx.get(f"{server.url}/ui/nothing-here", timeout=10).status_code == 404

@@ -218,7 +218,7 @@ def test_onnx_parity_and_dynamic_batch(splits, tmp_path: Path, model: str) -> No
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for n in (1, 3, 1000):
-        (p,) = session.run(None, {"features": splits.test.features[:n]})
+        (p,) = session.run(["fraud_probability"], {"features": splits.test.features[:n]})
         assert p.shape == (n,)
 
 
@@ -240,7 +240,7 @@ def test_fp16_export_keeps_large_raw_features_finite(splits, tmp_path: Path) -> 
     extreme[1, :] = 1e9
     extreme[2, 1:-1] = -1e9
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (p,) = session.run(None, {"features": extreme.astype(np.float32)})
+    (p,) = session.run(["fraud_probability"], {"features": extreme.astype(np.float32)})
     assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all(), p
 
 

@@ -1,4 +1,4 @@
-"""ONNX export of a trained network (raw features in, fraud probability out) and parity check."""
+"""ONNX export of a trained network (raw features in; fraud probability and logit out), parity."""
 
 from __future__ import annotations
 
@@ -15,18 +15,22 @@ logger = logging.getLogger(__name__)
 
 ONNX_INPUT = "features"
 ONNX_OUTPUT = "fraud_probability"
+#: The calibrated logit the probability is the sigmoid of: explanations attribute it exactly,
+#: where ``log(p / (1 - p))`` of a float32 probability saturates at p = 1.
+ONNX_LOGIT_OUTPUT = "fraud_logit"
 OPSET = 18
 
 
 class ProbabilityHead(nn.Module):
-    """Wraps a logit network so the exported graph returns probabilities."""
+    """Wraps a logit network so the exported graph returns probabilities (and the logit)."""
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
         self.network = network
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.network(features))
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit = self.network(features)
+        return torch.sigmoid(logit), logit
 
 
 class OnnxParityError(RuntimeError):
@@ -44,7 +48,7 @@ def export_onnx(network: nn.Module, path: Path, example: np.ndarray) -> None:
             (sample,),
             str(path),
             input_names=[ONNX_INPUT],
-            output_names=[ONNX_OUTPUT],
+            output_names=[ONNX_OUTPUT, ONNX_LOGIT_OUTPUT],
             dynamic_shapes=({0: batch},),
             opset_version=OPSET,
             dynamo=True,

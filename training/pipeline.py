@@ -32,6 +32,7 @@ from training.data import split_dataset
 from training.evaluation import choose_threshold
 from training.evaluation import evaluate
 from training.export import ONNX_INPUT
+from training.export import ONNX_LOGIT_OUTPUT
 from training.export import ONNX_OUTPUT
 from training.export import check_parity
 from training.export import convert_to_fp16
@@ -227,6 +228,7 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
             confusion_matrix=confusion,
             onnx_input=ONNX_INPUT,
             onnx_output=ONNX_OUTPUT,
+            onnx_logit_output=ONNX_LOGIT_OUTPUT,
             onnx_parity_max_abs_diff=parity,
             onnx_precision="fp16" if cfg.export.fp16 else "fp32",
             data_source=describe_source(cfg.data),
