@@ -275,6 +275,21 @@ def test_bad_input_is_a_4xx_and_the_container_keeps_serving(served: RunningConta
     assert httpx.get(f"{served.url}/readyz", timeout=10).status_code == 200
 
 
+def test_explanations_and_console_inside_the_image(served: RunningContainer) -> None:
+    """shap (numba, llvmlite) runs in the image, read-only root included; the console ships."""
+    body = rows(20, seed=43)
+    response = httpx.post(f"{served.url}/explain", json={"transactions": body}, timeout=180)
+    assert response.status_code == 200, served.logs()[-3000:]
+    for answer in response.json():
+        total = answer["base_value"] + sum(answer["shap_values"].values())
+        assert abs(total - answer["logit"]) <= 1e-4
+    root = httpx.get(f"{served.url}/", timeout=10)
+    assert root.status_code == 307 and root.headers["location"] == "/ui/"
+    page = httpx.get(f"{served.url}/ui/", timeout=10)
+    assert page.status_code == 200 and "Fraud console" in page.text
+    assert httpx.get(f"{served.url}/ui/plotly.min.js", timeout=10).status_code == 200
+
+
 def test_drift_gauges_and_summary_after_traffic(served: RunningContainer) -> None:
     for seed in range(4):  # 2,000 rows: past the detector's minimum window
         response = httpx.post(

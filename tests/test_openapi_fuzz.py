@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
+from fraud_detection.api_models import EXAMPLE_TRANSACTION
 from tests.conftest import start_server
 
 
@@ -17,6 +20,13 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
     assert cli.exists(), "schemathesis is a dev dependency: pip install -e '.[dev]'"
     running = start_server(trained_store, tmp_path, "mlp")
     try:
+        # The first /explain imports shap and compiles its numba code (~12 s on 2 cores, by
+        # design: a service nobody asks for explanations never pays it); the fuzzer's
+        # 10-second timeout is for the answers after it.
+        warm = httpx.post(
+            f"{running.url}/explain", json={"transactions": [EXAMPLE_TRANSACTION]}, timeout=120
+        )
+        assert warm.status_code == 200, warm.text
         result = subprocess.run(
             [
                 cli,

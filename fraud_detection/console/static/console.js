@@ -159,7 +159,7 @@ async function scoreForm(event) {
   }
   const button = $("score-submit");
   button.disabled = true;
-  button.textContent = "Scoring…";
+  button.textContent = "Scoring… (the service's first explanation takes a few seconds)";
   try {
     const [explanation] = await postJson("/explain", { transactions: [transaction] });
     $("score-decision").innerHTML = decisionTag(explanation.is_fraud);
@@ -446,6 +446,9 @@ async function start() {
   $("drift-refresh").onclick = loadDrift;
   $("drift-report").onclick = openReport;
   await loadModel();
+  // The example, scored and explained at once: the analyst sees what a result looks like,
+  // and the service's first explanation (shap's compile, seconds) is paid on opening.
+  await scoreForm();
   document.body.dataset.ready = "1";
 }
 
