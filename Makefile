@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 .PHONY: install models serve test lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	bench bench-gpu bench-peers quality audit clean-models
+	bench bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model).
@@ -141,6 +141,13 @@ data: install
 # benchmarks/results/serving-<host>.{json,md,png}. Pass options with BENCH_ARGS="...".
 bench: models
 	$(BIN)/python -m benchmarks.serving $(BENCH_ARGS)
+
+# POST /explain as served: ms per explained row for each model, additivity, top reasons on the
+# frauds of DATA (optional), and /predict with the console idle against BASELINE (a commit).
+#   make bench-explain DATA=../shared/data/creditcard_real_sample.csv.gz BASELINE=ccea901
+bench-explain: models
+	$(BIN)/python -m benchmarks.explain $(if $(DATA),--data $(DATA)) \
+	  $(if $(BASELINE),--baseline-commit $(BASELINE)) $(EXPLAIN_ARGS)
 
 # Our service next to KServe, MLServer, LitServe, Ray Serve and TorchServe serving the same ONNX
 # model behind the same JSON API (wrk + Locust, ~20 min; each peer's venv is built into

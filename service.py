@@ -114,6 +114,9 @@ class FraudDetector:
         self.encoder = PredictionEncoder(self.scorer.threshold, self.model_name, self.model_version)
         self._explainer: ShapExplainer | None = None
         self._explainer_lock = threading.Lock()
+        # Explanations take a core for a while and run one at a time: a short queue, then 503
+        # (checked in the API, so /predict requests cross no extra middleware for it).
+        self._explain_slots = threading.BoundedSemaphore(EXPLAIN_QUEUE)
         predict_slot.attach(
             PredictHandler(
                 decoder=TransactionDecoder(settings.max_rows),
@@ -202,11 +205,17 @@ class FraudDetector:
     ) -> Annotated[list[Explanation], ContentType("application/json")]:
         """Score, decision and Shapley attributions of the logit for each transaction."""
         features = transactions_to_array(transactions)
+        if not self._explain_slots.acquire(blocking=False):
+            raise bentoml.exceptions.ServiceUnavailable(
+                f"busy: {EXPLAIN_QUEUE} explanations in progress on this worker; retry shortly"
+            )
         try:
             explainer = self.explainer()
+            explanations = explainer.explain(features)
         except ExplanationsUnavailable as e:
             raise bentoml.exceptions.BentoMLException(str(e), error_code=HTTPStatus.CONFLICT) from e
-        explanations = explainer.explain(features)
+        finally:
+            self._explain_slots.release()
         scored = self.encoder.records(explanations.probabilities)
         return [
             Explanation(**prediction, **attribution)
@@ -262,10 +271,6 @@ if settings.api_token:
         public_prefixes=(f"{CONSOLE_PATH}/",),
     )
 FraudDetector.add_asgi_middleware(InFlightLimit, max_in_flight=settings.max_in_flight)
-# Explanations take a core for a while each and run one at a time: a short queue, then 503.
-FraudDetector.add_asgi_middleware(
-    InFlightLimit, max_in_flight=EXPLAIN_QUEUE, paths=frozenset({"/explain"})
-)
 FraudDetector.add_asgi_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 FraudDetector.add_asgi_middleware(JsonBodyOnly, paths=frozenset({"/predict", "/explain"}))
 FraudDetector.add_asgi_middleware(RetryAfterOn503)

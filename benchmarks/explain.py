@@ -169,9 +169,11 @@ def predict_with_console_idle(
                 for label in order:
                     run_wrk(servers[label].url, "/predict", script, 32, 3)  # warm-up
                 for label in order:
-                    runs[label].append(
-                        run_wrk(servers[label].url, "/predict", script, 32, seconds).to_dict()
-                    )
+                    cpu_before = servers[label].cpu_seconds()
+                    result = run_wrk(servers[label].url, "/predict", script, 32, seconds).to_dict()
+                    cpu = servers[label].cpu_seconds() - cpu_before
+                    result["cpu_us_per_request"] = round(1e6 * cpu / max(result["requests"], 1), 1)
+                    runs[label].append(result)
             finally:
                 for server in servers.values():
                     server.stop()
@@ -185,16 +187,24 @@ def predict_with_console_idle(
         round(c["p99_ms"] / b["p99_ms"], 3)
         for c, b in zip(runs["console"], runs["baseline"], strict=True)
     ]
+    cpu = [
+        round(c["cpu_us_per_request"] / b["cpu_us_per_request"], 3)
+        for c, b in zip(runs["console"], runs["baseline"], strict=True)
+    ]
     return {
         "baseline_commit": commit,
+        "cpu_per_request_ratios": cpu,
+        "cpu_per_request_ratio_median": round(statistics.median(cpu), 3),
+        "console_cpu_us_per_request": [r["cpu_us_per_request"] for r in runs["console"]],
+        "baseline_cpu_us_per_request": [r["cpu_us_per_request"] for r in runs["baseline"]],
         "rounds": rounds,
         "seconds": seconds,
         "console_rps": [r["requests_per_s"] for r in runs["console"]],
         "baseline_rps": [r["requests_per_s"] for r in runs["baseline"]],
         "throughput_ratios": ratios,
-        "throughput_ratio_median": statistics.median(ratios),
+        "throughput_ratio_median": round(statistics.median(ratios), 3),
         "p99_ratios": p99,
-        "p99_ratio_median": statistics.median(p99),
+        "p99_ratio_median": round(statistics.median(p99), 3),
     }
 
 
@@ -229,7 +239,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"fresh server pairs, {idle['seconds']:g} s passes) against "
             f"{idle['baseline_commit']}: throughput ratio median "
             f"{idle['throughput_ratio_median']} ({idle['throughput_ratios']}), p99 ratio "
-            f"median {idle['p99_ratio_median']} ({idle['p99_ratios']}); req/s this code "
+            f"median {idle['p99_ratio_median']} ({idle['p99_ratios']}); server CPU per "
+            f"request ratio median {idle['cpu_per_request_ratio_median']} "
+            f"({idle['cpu_per_request_ratios']}); req/s this code "
             f"{idle['console_rps']}, baseline {idle['baseline_rps']}.",
         ]
     return "\n".join(lines) + "\n"
@@ -238,7 +250,7 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="CSV with the ULB columns (Class for the fraud figure)")
-    parser.add_argument("--models", nargs="+", default=["mlp", "distilbert"])
+    parser.add_argument("--models", nargs="*", default=["mlp", "distilbert"])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--baseline-commit", help="compare /predict against this commit")
     parser.add_argument("--rounds", type=int, default=4)
