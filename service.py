@@ -213,7 +213,9 @@ class FraudDetector:
             explainer = self.explainer()
             explanations = explainer.explain(features)
         except ExplanationsUnavailable as e:
-            raise bentoml.exceptions.BentoMLException(str(e), error_code=HTTPStatus.CONFLICT) from e
+            raise bentoml.exceptions.BentoMLException(
+                str(e), error_code=HTTPStatus(e.http_status)
+            ) from e
         finally:
             self._explain_slots.release()
         scored = self.encoder.records(explanations.probabilities)

@@ -33,7 +33,13 @@ from fraud_detection.scorer import OnnxScorer
 
 
 class ExplanationsUnavailable(RuntimeError):
-    """The stored model cannot be explained (it predates the graph's logit output)."""
+    """Explanations cannot be served: shap is not installed (a lean image: HTTP 404), or the
+    stored model predates the graph's logit output (409). A 4xx, as BentoML hides the text
+    of 5xx answers."""
+
+    def __init__(self, message: str, http_status: int = 409) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,14 @@ class ShapExplainer:
         typical_values: np.ndarray,
         config: ExplainConfig = ExplainConfig(),
     ) -> None:
-        import shap  # numba and llvmlite: loaded only by a service that explains
-
+        try:
+            import shap  # numba and llvmlite: loaded only by a service that explains
+        except ImportError as e:
+            raise ExplanationsUnavailable(
+                f"explanations need the shap package, which this installation lacks ({e}); "
+                "images built with `make container EXPLANATIONS=0` leave it out",
+                http_status=404,
+            ) from e
         if scorer.card.onnx_logit_output is None:
             raise ExplanationsUnavailable(
                 f"the served {scorer.card.kind} model was exported without its logit output; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -292,5 +293,22 @@ def test_token_is_asked_once_and_sent_as_a_header(
         page.reload()  # asked once per tab: the reload uses the stored token
         page.wait_for_selector("body[data-ready='1']")
         assert not page.locator("#token-dialog").evaluate("d => d.open")
+    finally:
+        running.server.stop()
+
+
+def test_without_shap_the_console_still_scores_and_says_why(
+    page: sync_api.Page, trained_store, tmp_path: Path
+) -> None:
+    """An image built with ``EXPLANATIONS=0``: here a shap that cannot be imported."""
+    missing = tmp_path / "no-shap" / "shap"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text("raise ImportError('No module named shap (test)')\n")
+    pythonpath = os.pathsep.join(filter(None, [str(missing.parent), os.environ.get("PYTHONPATH")]))
+    running = start_server(trained_store, tmp_path, "mlp", PYTHONPATH=pythonpath)
+    try:
+        open_console(page, running)  # the example is scored on opening
+        assert page.text_content("#score-decision") in ("FRAUD", "OK")
+        assert "EXPLANATIONS=0" in page.text_content("#score-reasons")
     finally:
         running.server.stop()

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.container
 
 CPU_TAG = "fraud-detector:local"
 GPU_TAG = "fraud-detector-gpu:local"
+LEAN_TAG = "fraud-detector-lean:local"
 IMAGE_UID = 1034  # BentoML's "bentoml" user, the manifests' runAsUser
 TRAINING_ONLY = ("torch", "wandb", "hydra", "transformers", "lightning")
 #: What the test learned about the image, for the README's Deploy section.
@@ -395,5 +396,31 @@ def test_gpu_image_builds_and_serves_on_cpu(cpu_image: str, trained_store: Path)
         assert response.status_code == 200, running.logs()[-3000:]
         assert {p["model"] for p in response.json()} == {"fraud-distilbert"}
         assert "Failed to create CUDAExecutionProvider" in running.logs(), "fallback is logged"
+    finally:
+        docker("rm", "-f", running.name, check=False)
+
+
+def test_image_without_explanations_is_smaller_and_says_why(
+    cpu_image: str, trained_store: Path
+) -> None:
+    """``make container EXPLANATIONS=0``: no shap, numba or llvmlite; /explain is 404."""
+    env = {**os.environ, "BENTOML_HOME": str(trained_store), "CONTAINER_TAG": LEAN_TAG}
+    built = subprocess.run(
+        ["make", "container", "EXPLANATIONS=0"], cwd=REPO, env=env, capture_output=True,
+        text=True, timeout=1800,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    lean = int(docker("image", "inspect", LEAN_TAG, "--format", "{{.Size}}").stdout)
+    full = int(docker("image", "inspect", cpu_image, "--format", "{{.Size}}").stdout)
+    record(lean_image_bytes=lean)
+    assert full - lean > 150e6, (full, lean)
+    running = run_container(LEAN_TAG, cloud_run_spec())
+    try:
+        body = {"transactions": rows(5, seed=10)}
+        assert httpx.post(f"{running.url}/predict", json=body, timeout=60).status_code == 200
+        explain = httpx.post(f"{running.url}/explain", json=body, timeout=60)
+        assert explain.status_code == 404, explain.text
+        assert "EXPLANATIONS=0" in explain.text
+        assert httpx.get(f"{running.url}/readyz", timeout=10).status_code == 200
     finally:
         docker("rm", "-f", running.name, check=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,8 +126,9 @@ def test_a_model_without_a_logit_output_is_refused_by_name(trained_store: Path) 
     path = model_dir(trained_store, "mlp")
     scorer = OnnxScorer.from_directory(path)
     old = OnnxScorer(scorer.session, scorer.card.model_copy(update={"onnx_logit_output": None}))
-    with pytest.raises(ExplanationsUnavailable, match="retrain"):
+    with pytest.raises(ExplanationsUnavailable, match="retrain") as refused:
         ShapExplainer.for_model(old, path)
+    assert refused.value.http_status == 409
 
 
 def test_bad_settings_are_refused() -> None:
@@ -134,3 +136,14 @@ def test_bad_settings_are_refused() -> None:
         ExplainConfig(background_rows=0)
     with pytest.raises(ValueError, match="FRAUD_EXPLAIN_PERMUTATIONS"):
         ExplainConfig(permutations=0)
+
+
+def test_an_installation_without_shap_is_refused_by_name(
+    trained_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `make container EXPLANATIONS=0` images meet: /explain answers 404 with this."""
+    path = model_dir(trained_store, "mlp")
+    monkeypatch.setitem(sys.modules, "shap", None)  # import shap -> ImportError
+    with pytest.raises(ExplanationsUnavailable, match="EXPLANATIONS=0") as refused:
+        ShapExplainer.for_model(OnnxScorer.from_directory(path), path)
+    assert refused.value.http_status == 404

@@ -70,8 +70,24 @@ async function errorText(response) {
 
 async function postJson(path, payload) {
   const response = await api(path, { method: "POST", json: payload });
-  if (!response.ok) throw new Error(await errorText(response));
+  if (!response.ok) {
+    const error = new Error(await errorText(response));
+    error.status = response.status;
+    throw error;
+  }
   return response.json();
+}
+
+// Scores with reasons; an image built without explanations (404) still scores, and says so.
+async function explainOne(transaction) {
+  try {
+    const [explanation] = await postJson("/explain", { transactions: [transaction] });
+    return explanation;
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    const [prediction] = await postJson("/predict", { transactions: [transaction] });
+    return { ...prediction, unexplained: error.message };
+  }
 }
 
 // ---- Numbers the way the API accepts them --------------------------------------------
@@ -97,6 +113,11 @@ const fmt = (x, digits = 4) => (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 
 // ---- Explanations ----------------------------------------------------------------------
 
 function drawExplanation(chartId, tableId, explanation) {
+  if (explanation.unexplained) {
+    Plotly.purge($(chartId));
+    $(tableId).innerHTML = `<caption class="error">${escapeHtml(explanation.unexplained)}</caption>`;
+    return;
+  }
   const pairs = Object.entries(explanation.shap_values)
     .sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])).slice(0, 10).reverse();
   Plotly.react($(chartId), [{
@@ -144,6 +165,7 @@ function buildForm() {
 async function scoreForm(event) {
   if (event) event.preventDefault();
   hide("score-error");
+  hide("score-result");  // an earlier result must not pass for this one
   const transaction = {};
   const problems = [];
   for (const name of state.config.features) {
@@ -161,7 +183,7 @@ async function scoreForm(event) {
   button.disabled = true;
   button.textContent = "Scoring… (the service's first explanation takes a few seconds)";
   try {
-    const [explanation] = await postJson("/explain", { transactions: [transaction] });
+    const explanation = await explainOne(transaction);
     $("score-decision").innerHTML = decisionTag(explanation.is_fraud);
     $("score-probability").textContent = explanation.fraud_probability.toPrecision(4);
     $("score-threshold").textContent = state.model ? fmt(state.model.threshold.value, 6) : "?";
@@ -317,8 +339,9 @@ async function explainFileRow(event) {
   tr.classList.add("selected");
   $("file-explanation").hidden = false;
   $("file-explanation-title").textContent = `Row ${i + 1}: explaining…`;
+  $("file-reasons").innerHTML = "";
   try {
-    const [explanation] = await postJson("/explain", { transactions: [state.file.transactions[i]] });
+    const explanation = await explainOne(state.file.transactions[i]);
     $("file-explanation-title").innerHTML = `Row ${i + 1}: ${decisionTag(explanation.is_fraud)}`
       + ` probability ${explanation.fraud_probability.toPrecision(4)}`;
     drawExplanation("file-chart", "file-reasons", explanation);
