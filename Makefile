@@ -34,6 +34,9 @@ models: install
 	  $(BIN)/python -m training -m model=$${missing#,}; \
 	else echo "Models found in $(BENTOML_HOME): $(MODELS)"; fi
 
+# Train only the model that is served (FRAUD_MODEL, default mlp); the other on demand
+# (`make models`, or FRAUD_MODEL=distilbert make serve).
+serve: MODELS = $(or $(FRAUD_MODEL),mlp)
 serve: models
 	$(BIN)/bentoml serve service:FraudDetector --port $(PORT)
 
