@@ -84,9 +84,6 @@ verify_checksums(
 )
 
 
-#: Concurrent ``/explain`` requests per worker before more get 503 + ``Retry-After``.
-EXPLAIN_QUEUE = 4
-
 #: The worker's service instance puts its scorer here for `FastPredictRoute` to use.
 predict_slot = PredictHandlerSlot()
 
@@ -114,9 +111,6 @@ class FraudDetector:
         self.encoder = PredictionEncoder(self.scorer.threshold, self.model_name, self.model_version)
         self._explainer: ShapExplainer | None = None
         self._explainer_lock = threading.Lock()
-        # Explanations take a core for a while and run one at a time: a short queue, then 503
-        # (checked in the API, so /predict requests cross no extra middleware for it).
-        self._explain_slots = threading.BoundedSemaphore(EXPLAIN_QUEUE)
         predict_slot.attach(
             PredictHandler(
                 decoder=TransactionDecoder(settings.max_rows),
@@ -190,7 +184,8 @@ class FraudDetector:
             raise bentoml.exceptions.ServiceUnavailable(str(e)) from e
         return [Prediction(**record) for record in self.encoder.records(scores)]
 
-    # Sync: BentoML runs it in its thread pool, off the event loop that answers /predict.
+    # Sync: BentoML runs it in its thread pool, off the event loop that answers /predict, and
+    # queues concurrent calls there (the explainer runs one request at a time anyway).
     @bentoml.api(route="/explain")
     def explain(
         self,
@@ -205,19 +200,13 @@ class FraudDetector:
     ) -> Annotated[list[Explanation], ContentType("application/json")]:
         """Score, decision and Shapley attributions of the logit for each transaction."""
         features = transactions_to_array(transactions)
-        if not self._explain_slots.acquire(blocking=False):
-            raise bentoml.exceptions.ServiceUnavailable(
-                f"busy: {EXPLAIN_QUEUE} explanations in progress on this worker; retry shortly"
-            )
         try:
             explainer = self.explainer()
-            explanations = explainer.explain(features)
         except ExplanationsUnavailable as e:
             raise bentoml.exceptions.BentoMLException(
                 str(e), error_code=HTTPStatus(e.http_status)
             ) from e
-        finally:
-            self._explain_slots.release()
+        explanations = explainer.explain(features)
         scored = self.encoder.records(explanations.probabilities)
         return [
             Explanation(**prediction, **attribution)
