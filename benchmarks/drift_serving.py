@@ -60,8 +60,8 @@ V14 = FEATURE_NAMES.index("V14")
 AMOUNT = FEATURE_NAMES.index("Amount")
 
 
-def start(workdir: Path, name: str, **env: str) -> ServerProcess:
-    """``bentoml serve service:FraudDetector``, one worker, on a free loopback port."""
+def start(workdir: Path, name: str, cwd: Path = REPO, **env: str) -> ServerProcess:
+    """``bentoml serve service:FraudDetector`` from `cwd`, one worker, on a free loopback port."""
     port = free_port()
     folder = workdir / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def start(workdir: Path, name: str, **env: str) -> ServerProcess:
     }
     argv = [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector"]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
-    return ServerProcess.start(argv, port=port, env=environ, cwd=REPO, log_file=folder / "log")
+    return ServerProcess.start(argv, port=port, env=environ, cwd=cwd, log_file=folder / "log")
 
 
 def gauge(metrics: str, name: str) -> float | None:

@@ -37,10 +37,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from benchmarks.drift_serving import start
 from benchmarks.peers.measure import run_wrk
 from benchmarks.peers.measure import wrk_script
-from benchmarks.server_process import ServerProcess
-from benchmarks.server_process import free_port
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import TARGET_NAME
 from training.data import generate_transactions
@@ -50,25 +49,6 @@ RESULTS = Path(__file__).parent / "results"
 #: Features that separate frauds from genuine transactions in the ULB data (the issue's list).
 KNOWN_FRAUD_FEATURES = ("V14", "V12", "V10", "V4", "V17", "V11")
 ROWS_PER_REQUEST = 100
-
-
-def start(
-    workdir: Path, name: str, cwd: Path = REPO, bentoml_home: str | None = None, **env: str
-) -> ServerProcess:
-    """``bentoml serve service:FraudDetector`` (one worker) from `cwd` on a free port."""
-    port = free_port()
-    folder = workdir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    environ = {
-        **os.environ,
-        "FRAUD_WORKERS": "1",
-        "FRAUD_MONITOR_LOG_PATH": str(folder / "monitoring"),
-        **({"BENTOML_HOME": bentoml_home} if bentoml_home else {}),
-        **env,
-    }
-    argv = [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector"]
-    argv += ["--host", "127.0.0.1", "--port", str(port)]
-    return ServerProcess.start(argv, port=port, env=environ, cwd=cwd, log_file=folder / "log")
 
 
 def load_rows(data: str | None) -> pd.DataFrame:
@@ -162,7 +142,7 @@ def predict_with_console_idle(
         for round_ in range(rounds):
             servers = {
                 "console": start(workdir, f"console-{round_}"),
-                "baseline": start(workdir, f"baseline-{round_}", cwd=tree, bentoml_home=home),
+                "baseline": start(workdir, f"baseline-{round_}", cwd=tree, BENTOML_HOME=home),
             }
             order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
             try:
@@ -179,18 +159,15 @@ def predict_with_console_idle(
                     server.stop()
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
-    ratios = [
-        round(c["requests_per_s"] / b["requests_per_s"], 3)
-        for c, b in zip(runs["console"], runs["baseline"], strict=True)
-    ]
-    p99 = [
-        round(c["p99_ms"] / b["p99_ms"], 3)
-        for c, b in zip(runs["console"], runs["baseline"], strict=True)
-    ]
-    cpu = [
-        round(c["cpu_us_per_request"] / b["cpu_us_per_request"], 3)
-        for c, b in zip(runs["console"], runs["baseline"], strict=True)
-    ]
+
+    def paired(key: str) -> list[float]:
+        """This code over the baseline, pair by pair, for one measure."""
+        return [
+            round(c[key] / b[key], 3)
+            for c, b in zip(runs["console"], runs["baseline"], strict=True)
+        ]
+
+    ratios, p99, cpu = paired("requests_per_s"), paired("p99_ms"), paired("cpu_us_per_request")
     return {
         "baseline_commit": commit,
         "cpu_per_request_ratios": cpu,

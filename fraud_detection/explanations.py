@@ -116,7 +116,7 @@ class ShapExplainer:
         self.typical_values = np.asarray(typical_values, dtype=np.float64)
         self._lock = threading.Lock()
         self._evaluations = 0
-        with self._lock, _global_numpy_seed(config.seed):
+        with _global_numpy_seed(config.seed):  # shap seeds the global generator here too
             self._explainer = shap.explainers.PermutationExplainer(
                 self._logit,
                 shap.maskers.Independent(self.background, max_samples=len(self.background)),

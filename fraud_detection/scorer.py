@@ -93,11 +93,14 @@ class OnnxScorer:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Fraud probability per row of a ``(n, 30)`` array."""
+        (proba,) = self.session.run([self.card.onnx_output], self._feed(features))
+        return proba.reshape(-1)
+
+    def _feed(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """The session's input for a ``(n, 30)`` array, checked and made float32."""
         if features.ndim != 2 or features.shape[1] != N_FEATURES:
             raise ValueError(f"expected shape (n, {N_FEATURES}), got {features.shape}")
-        x = np.ascontiguousarray(features, dtype=np.float32)
-        (proba,) = self.session.run([self.card.onnx_output], {self.card.onnx_input: x})
-        return proba.reshape(-1)
+        return {self.card.onnx_input: np.ascontiguousarray(features, dtype=np.float32)}
 
     def predict_with_logits(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fraud probability and calibrated logit per row, from one session call.
@@ -109,10 +112,7 @@ class OnnxScorer:
                 f"{self.card.kind} model has no logit output (exported by an older version); "
                 "retrain it to explain its scores"
             )
-        if features.ndim != 2 or features.shape[1] != N_FEATURES:
-            raise ValueError(f"expected shape (n, {N_FEATURES}), got {features.shape}")
-        x = np.ascontiguousarray(features, dtype=np.float32)
         proba, logit = self.session.run(
-            [self.card.onnx_output, self.card.onnx_logit_output], {self.card.onnx_input: x}
+            [self.card.onnx_output, self.card.onnx_logit_output], self._feed(features)
         )
         return proba.reshape(-1), logit.reshape(-1)
