@@ -207,16 +207,45 @@ def measured_pass(server: ServerProcess, run: Any) -> dict[str, Any]:
     return result
 
 
+def cpu_steal_share() -> tuple[int, int]:
+    """(steal, total) jiffies from /proc/stat: time the hypervisor gave to other guests."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return fields[7], sum(fields)
+
+
+def geometric_mean_interval(
+    ratios: list[float], resamples: int = 5000, seed: int = 0
+) -> dict[str, float]:
+    """Geometric mean of paired ratios with a 95% bootstrap interval (pairs resampled)."""
+    logs = np.log(np.asarray(ratios))
+    rng = np.random.default_rng(seed)
+    means = logs[rng.integers(0, len(logs), size=(resamples, len(logs)))].mean(axis=1)
+    low, high = np.exp(np.percentile(means, [2.5, 97.5]))
+    return {
+        "geometric_mean": round(float(np.exp(logs.mean())), 3),
+        "ci95_low": round(float(low), 3),
+        "ci95_high": round(float(high), 3),
+        "pairs": len(ratios),
+    }
+
+
 def hook_cost(
-    workdir: Path, rows: np.ndarray, data: str | None, seconds: float, rounds: int
+    workdir: Path,
+    rows: np.ndarray,
+    data: str | None,
+    seconds: float,
+    rounds: int,
+    passes: int,
 ) -> dict[str, Any]:
     """wrk (one-row requests) and Locust (the mix) against servers with drift hooks on / off.
 
-    Each round starts a fresh pair of servers side by side and measures them in turn, order
-    alternating by round: two identical servers on this VM differ by up to 9% in throughput
-    (instance to instance) and a pass by 10% (minute to minute), so a ratio needs several
-    fresh pairs. The server's CPU time per request, read from /proc around each pass, is the
-    direct measure of what the hooks cost; throughput and p99 are what a user sees.
+    Each round starts a fresh pair of servers side by side, then runs `passes` short passes
+    per tool on each, alternating on / off and which goes first. Paired ratios of adjacent
+    passes cancel this VM's drift in CPU speed (the same server's throughput moves by 10-20%
+    from one pass to the next, so a handful of long passes cannot resolve a 3% effect); fresh
+    pairs average out instance-to-instance differences. The result is the geometric mean of
+    all paired ratios with a 95% bootstrap interval. The server's CPU time per request, read
+    from /proc around each pass, is the direct measure of what the hooks cost.
     """
     script = one_row_script(workdir, rows[0], "one-row")
     bodies = workdir / "mix.jsonl"
@@ -227,52 +256,57 @@ def hook_cost(
             url, "/predict", 32, seconds, bodies, workdir / "locust-hook"
         ),
     }
-    runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        tool: {"on": [], "off": []} for tool in tools
+    }
+    steal_before = cpu_steal_share()
     for round_ in range(rounds):
         servers = {
             "on": start(workdir, f"hook-on-{round_}"),
             "off": start(workdir, f"hook-off-{round_}", **DRIFT_OFF),
         }
-        order = ["on", "off"] if round_ % 2 == 0 else ["off", "on"]
-        passes: dict[str, dict[str, Any]] = {label: {} for label in order}
         try:
-            for label in order:
+            for label in servers:
                 run_wrk(servers[label].url, "/predict", script, 32, 3)  # warm-up
             for tool, run in tools.items():
-                for label in order:
-                    passes[label][tool] = measured_pass(servers[label], run)
+                for pass_ in range(passes):
+                    order = ["on", "off"] if (round_ + pass_) % 2 == 0 else ["off", "on"]
+                    for label in order:
+                        runs[tool][label].append(measured_pass(servers[label], run))
         finally:
             for server in servers.values():
                 server.stop()
-        for label in order:
-            runs[label].append(passes[label])
-
-    def mean(label: str, tool: str, key: str) -> float:
-        return float(np.mean([r[tool][key] for r in runs[label]]))
+    steal_after = cpu_steal_share()
+    steal = (steal_after[0] - steal_before[0]) / max(steal_after[1] - steal_before[1], 1)
 
     def paired(tool: str, key: str) -> list[float]:
-        return [
-            round(on[tool][key] / off[tool][key], 3)
-            for on, off in zip(runs["on"], runs["off"], strict=True)
-        ]
+        on, off = runs[tool]["on"], runs[tool]["off"]
+        return [a[key] / b[key] for a, b in zip(on, off, strict=True)]
 
     ratios = {
         tool: {
-            key_out: round(mean("on", tool, key) / mean("off", tool, key), 3)
-            for key, key_out in (
-                ("requests_per_s", "throughput_on_over_off"),
-                ("p99_ms", "p99_on_over_off"),
-                ("cpu_ms_per_request", "cpu_per_request_on_over_off"),
-            )
-        }
-        | {
-            "throughput_paired": paired(tool, "requests_per_s"),
-            "throughput_paired_median": round(float(np.median(paired(tool, "requests_per_s"))), 3),
-            "cpu_per_request_paired": paired(tool, "cpu_ms_per_request"),
+            "throughput_on_over_off": geometric_mean_interval(paired(tool, "requests_per_s")),
+            "p99_on_over_off": geometric_mean_interval(paired(tool, "p99_ms")),
+            "cpu_per_request_on_over_off": geometric_mean_interval(
+                paired(tool, "cpu_ms_per_request")
+            ),
+            "requests_per_s_on": round(
+                float(np.mean([r["requests_per_s"] for r in runs[tool]["on"]]))
+            ),
+            "requests_per_s_off": round(
+                float(np.mean([r["requests_per_s"] for r in runs[tool]["off"]]))
+            ),
         }
         for tool in tools
     }
-    return {"seconds": seconds, "rounds": rounds, "ratios": ratios, "runs": runs}
+    return {
+        "seconds": seconds,
+        "rounds": rounds,
+        "passes": passes,
+        "cpu_steal_share": round(steal, 4),
+        "ratios": ratios,
+        "runs": runs,
+    }
 
 
 def soak(workdir: Path, rows: np.ndarray, minutes: int) -> dict[str, Any]:
@@ -341,15 +375,19 @@ def markdown(results: dict[str, Any]) -> str:
         if tool not in h["ratios"]:
             continue
         r = h["ratios"][tool]
-        on = np.mean([x[tool]["requests_per_s"] for x in h["runs"]["on"]])
-        off = np.mean([x[tool]["requests_per_s"] for x in h["runs"]["off"]])
+
+        def interval(x: dict[str, float]) -> str:
+            return f"{x['geometric_mean']} [{x['ci95_low']}, {x['ci95_high']}]"
+
         lines.append(
-            f"| hook cost, {label}: req/s on / off; p99 on / off; server CPU per request on / "
-            f"off ({h['rounds']} rounds of fresh server pairs, {h['seconds']:.0f} s passes) "
-            f"| {on:.0f} / {off:.0f} = {r['throughput_on_over_off']} (median of the paired "
-            f"ratios {r.get('throughput_paired_median', '-')}); "
-            f"p99 x{r['p99_on_over_off']}; CPU x{r['cpu_per_request_on_over_off']} "
-            f"| >= 0.97; <= 1.1 |"
+            f"| hook cost, {label}: on / off, geometric mean of "
+            f"{r['throughput_on_over_off']['pairs']} paired passes [95% bootstrap interval] "
+            f"({h['rounds']} fresh server pairs x {h['passes']} alternating {h['seconds']:.0f} s "
+            f"passes; CPU steal {h['cpu_steal_share']:.1%}) "
+            f"| throughput {interval(r['throughput_on_over_off'])} "
+            f"({r['requests_per_s_on']} / {r['requests_per_s_off']} req/s); "
+            f"p99 {interval(r['p99_on_over_off'])}; server CPU per request "
+            f"{interval(r['cpu_per_request_on_over_off'])} | >= 0.97; <= 1.1 |"
         )
     if "soak" in results:
         s = results["soak"]
@@ -371,8 +409,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--data", help="CSV of the ULB schema (real rows); default synthetic")
     parser.add_argument("--rows", type=int, default=12_000, help="half normal, half shifted")
     parser.add_argument("--windows", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=10.0, help="per hook-cost pass")
-    parser.add_argument("--rounds", type=int, default=6, help="hook-cost server pairs")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per hook-cost pass")
+    parser.add_argument("--rounds", type=int, default=4, help="hook-cost server pairs")
+    parser.add_argument("--passes", type=int, default=8, help="hook-cost pass pairs per tool")
     parser.add_argument("--soak-minutes", type=int, default=0)
     parser.add_argument("--name", default="vm")
     parser.add_argument(
@@ -402,7 +441,9 @@ def main(argv: list[str] | None = None) -> Path:
             results["false_alarms"] = false_alarms(model, fresh, args.windows)
             print("false alarms:", results["false_alarms"]["alarms"], flush=True)
         if "hook-cost" in stages:
-            results["hook_cost"] = hook_cost(workdir, pool, args.data, args.seconds, args.rounds)
+            results["hook_cost"] = hook_cost(
+                workdir, pool, args.data, args.seconds, args.rounds, args.passes
+            )
             print(json.dumps(results["hook_cost"]["ratios"]), flush=True)
         if args.soak_minutes:
             results["soak"] = soak(workdir, pool, args.soak_minutes)

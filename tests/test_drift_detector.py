@@ -170,7 +170,28 @@ def test_monitor_counts_a_failing_computation_and_keeps_observing(
         monitor.compute_once()
         assert monitor.failures == 1 and monitor.runs == 0
         monitor.observe(features, scores)  # still accepts rows
+        monitor.collect()
         assert monitor.window.seen == 2 * WINDOW
+    finally:
+        monitor.close()
+
+
+def test_monitor_collects_batches_into_the_window_and_counts_a_malformed_one(
+    detector: DriftDetector, scorer: OnnxScorer, tmp_path: Path
+) -> None:
+    monitor = DriftMonitor(detector, ResultsDirectory(tmp_path / "results"), poll_seconds=60)
+    try:
+        features, scores = traffic(scorer, seed=5)
+        monitor.observe(features[:400], scores[:400])
+        monitor.observe(features[:2, :29], scores[:2])  # wrong width: refused, not raised
+        monitor.observe(features[400:], scores[400:])
+        assert monitor.window.seen == 0, "observe leaves the copy to the monitor's thread"
+        monitor.collect()
+        assert monitor.observe_errors == 1
+        window_features, window_scores, seen = monitor.window.snapshot()
+        assert seen == WINDOW
+        np.testing.assert_array_equal(window_features, features)
+        np.testing.assert_array_equal(window_scores, scores)
     finally:
         monitor.close()
 

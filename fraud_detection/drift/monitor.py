@@ -6,12 +6,13 @@ thread runs it every `DriftConfig.every_rows` rows or `every_seconds`, and a ver
 shifted traffic within seconds. The Evidently report (plotly figures, seconds of CPU) is never
 built here: the thread publishes the summary and the window it judged, and ``/drift/report``
 builds the report from that window when someone asks. `DriftConfig.max_cpu_share` still caps
-the thread's share of the worker's time. `observe` on the request path is one array copy into
-the window; it never raises.
+the thread's share of the worker's time. `observe` on the request path is one deque append
+(the thread moves the batches into the window, all of them in one copy); it never raises.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -60,6 +61,7 @@ class DriftMonitor:
         self.runs = 0
         self.last_summary: DriftSummary | None = None
         self.observe_errors = 0
+        self._arrived: collections.deque[tuple[np.ndarray, np.ndarray]] = collections.deque()
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="drift-detector", daemon=True)
@@ -77,12 +79,32 @@ class DriftMonitor:
         )
 
     def observe(self, features: np.ndarray, scores: np.ndarray) -> None:
+        # deque.append is atomic under the GIL: the request path takes no lock and copies
+        # nothing; the thread empties the deque every `poll_seconds`.
+        self._arrived.append((features, scores))
+
+    def collect(self) -> None:
+        """Move the batches observed so far into the window, as one block."""
+        batches = []
+        while self._arrived:
+            batches.append(self._arrived.popleft())
+        if not batches:
+            return
         try:
-            self.window.append(features, scores)
-        except Exception:  # a bad batch must not fail the prediction it came with
-            self.observe_errors += 1
-            if self.observe_errors == 1:
-                logger.exception("Drift window refused a batch; counting further ones quietly")
+            self.window.append(
+                np.concatenate([features for features, _ in batches]),
+                np.concatenate([scores for _, scores in batches]),
+            )
+        except Exception:  # one malformed batch: keep the others, count it
+            for features, scores in batches:
+                try:
+                    self.window.append(features, scores)
+                except Exception:
+                    self.observe_errors += 1
+                    if self.observe_errors == 1:
+                        logger.exception(
+                            "Drift window refused a batch; counting further ones quietly"
+                        )
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the background thread (a computation under way finishes first)."""
@@ -94,6 +116,7 @@ class DriftMonitor:
         last_time = time.monotonic()
         not_before = 0.0
         while not self._stop.wait(self._poll_seconds):
+            self.collect()
             now = time.monotonic()
             new_rows = self.window.seen - last_seen
             due = new_rows >= self.config.every_rows or (
@@ -109,6 +132,7 @@ class DriftMonitor:
 
     def compute_once(self) -> int:
         """Judge the window now; returns the rows seen at the snapshot. Never raises."""
+        self.collect()
         features, scores, seen = self.window.snapshot()
         metrics = drift_metrics()
         metrics.window_rows.set(len(scores))
