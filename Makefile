@@ -8,10 +8,10 @@ MODELS ?= mlp distilbert
 export BENTOML_HOME ?= $(CURDIR)/bentos
 export WANDB_MODE ?= offline
 
-.PHONY: install models serve test lint bento bento-gpu base-image container container-gpu \
+.PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	bench bench-explain bench-gpu bench-peers quality audit clean-models
+	bench bench-ensemble bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model).
@@ -43,6 +43,12 @@ serve: models
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The documentation site (site/). Its Configuration and OpenAPI pages are generated from the
+# code (docs/gen_pages.py), which imports the service: the served model must be in the store.
+docs: MODELS = mlp
+docs: models
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
 
 lint: install
 	$(BIN)/ruff check .
@@ -155,6 +161,11 @@ bench: models
 bench-explain: models
 	$(BIN)/python -m benchmarks.explain $(if $(DATA),--data $(DATA)) \
 	  $(if $(BASELINE),--baseline-commit $(BASELINE)) $(EXPLAIN_ARGS)
+
+# The default cross-fitted MLP ensemble against one MLP, served side by side (trains both into
+# temporary stores; ~10 min). Results: benchmarks/results/ensemble-serving-vm.{json,md}.
+bench-ensemble: install
+	$(BIN)/python -m benchmarks.ensemble_serving $(if $(DATA),--data $(DATA))
 
 # Our service next to KServe, MLServer, LitServe, Ray Serve and TorchServe serving the same ONNX
 # model behind the same JSON API (wrk + Locust, ~20 min; each peer's venv is built into

@@ -229,48 +229,50 @@ def geometric_mean_interval(
     }
 
 
-def hook_cost(
+def paired_cost(
     workdir: Path,
     rows: np.ndarray,
     data: str | None,
     seconds: float,
     rounds: int,
     passes: int,
+    variants: dict[str, dict[str, str]],
 ) -> dict[str, Any]:
-    """wrk (one-row requests) and Locust (the mix) against servers with drift hooks on / off.
+    """wrk (one-row requests) and Locust (the mix) against two server variants side by side.
 
-    Each round starts a fresh pair of servers side by side, then runs `passes` short passes
-    per tool on each, alternating on / off and which goes first. Paired ratios of adjacent
-    passes cancel this VM's drift in CPU speed (the same server's throughput moves by 10-20%
-    from one pass to the next, so a handful of long passes cannot resolve a 3% effect); fresh
-    pairs average out instance-to-instance differences. The result is the geometric mean of
-    all paired ratios with a 95% bootstrap interval. The server's CPU time per request, read
-    from /proc around each pass, is the direct measure of what the hooks cost.
+    `variants` maps two labels to the environment each server gets; ratios are the first over
+    the second. Each round starts a fresh pair of servers, then runs `passes` short passes per
+    tool on each, alternating which goes first. Paired ratios of adjacent passes cancel this
+    VM's drift in CPU speed (the same server's throughput moves by 10-20% from one pass to the
+    next, so a handful of long passes cannot resolve a 3% effect); fresh pairs average out
+    instance-to-instance differences. The result is the geometric mean of all paired ratios
+    with a 95% bootstrap interval. The server's CPU time per request, read from /proc around
+    each pass, is the direct measure of the cost.
     """
+    first, second = variants
     script = one_row_script(workdir, rows[0], "one-row")
     bodies = workdir / "mix.jsonl"
     RequestMix.build(DEFAULT_MIX, data=data, seed=3).save(bodies)
     tools = {
         "wrk": lambda url: run_wrk(url, "/predict", script, 32, seconds).to_dict(),
         "locust": lambda url: run_locust(
-            url, "/predict", 32, seconds, bodies, workdir / "locust-hook"
+            url, "/predict", 32, seconds, bodies, workdir / "locust-paired"
         ),
     }
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        tool: {"on": [], "off": []} for tool in tools
+        tool: {label: [] for label in variants} for tool in tools
     }
     steal_before = cpu_steal_share()
     for round_ in range(rounds):
         servers = {
-            "on": start(workdir, f"hook-on-{round_}"),
-            "off": start(workdir, f"hook-off-{round_}", **DRIFT_OFF),
+            label: start(workdir, f"{label}-{round_}", **env) for label, env in variants.items()
         }
         try:
-            for label in servers:
-                run_wrk(servers[label].url, "/predict", script, 32, 3)  # warm-up
+            for server in servers.values():
+                run_wrk(server.url, "/predict", script, 32, 3)  # warm-up
             for tool, run in tools.items():
                 for pass_ in range(passes):
-                    order = ["on", "off"] if (round_ + pass_) % 2 == 0 else ["off", "on"]
+                    order = [first, second] if (round_ + pass_) % 2 == 0 else [second, first]
                     for label in order:
                         runs[tool][label].append(measured_pass(servers[label], run))
         finally:
@@ -280,26 +282,23 @@ def hook_cost(
     steal = (steal_after[0] - steal_before[0]) / max(steal_after[1] - steal_before[1], 1)
 
     def paired(tool: str, key: str) -> list[float]:
-        on, off = runs[tool]["on"], runs[tool]["off"]
-        return [a[key] / b[key] for a, b in zip(on, off, strict=True)]
+        a, b = runs[tool][first], runs[tool][second]
+        return [x[key] / y[key] for x, y in zip(a, b, strict=True)]
 
     ratios = {
         tool: {
-            "throughput_on_over_off": geometric_mean_interval(paired(tool, "requests_per_s")),
-            "p99_on_over_off": geometric_mean_interval(paired(tool, "p99_ms")),
-            "cpu_per_request_on_over_off": geometric_mean_interval(
-                paired(tool, "cpu_ms_per_request")
-            ),
-            "requests_per_s_on": round(
-                float(np.mean([r["requests_per_s"] for r in runs[tool]["on"]]))
-            ),
-            "requests_per_s_off": round(
-                float(np.mean([r["requests_per_s"] for r in runs[tool]["off"]]))
-            ),
+            "throughput": geometric_mean_interval(paired(tool, "requests_per_s")),
+            "p99": geometric_mean_interval(paired(tool, "p99_ms")),
+            "cpu_per_request": geometric_mean_interval(paired(tool, "cpu_ms_per_request")),
+            "requests_per_s": {
+                label: round(float(np.mean([r["requests_per_s"] for r in runs[tool][label]])))
+                for label in variants
+            },
         }
         for tool in tools
     }
     return {
+        "variants": variants,
         "seconds": seconds,
         "rounds": rounds,
         "passes": passes,
@@ -307,6 +306,28 @@ def hook_cost(
         "ratios": ratios,
         "runs": runs,
     }
+
+
+def paired_cost_rows(cost: dict[str, Any], what: str, target: str) -> list[str]:
+    """Markdown table rows (measure | value | target) of a `paired_cost` result."""
+    first, second = cost["variants"]
+    lines = []
+    for tool, label in (("wrk", "wrk one-row, 32 connections"), ("locust", "Locust mix, 32 users")):
+        r = cost["ratios"][tool]
+
+        def interval(x: dict[str, float]) -> str:
+            return f"{x['geometric_mean']} [{x['ci95_low']}, {x['ci95_high']}]"
+
+        lines.append(
+            f"| {what}, {label}: {first} / {second}, geometric mean of "
+            f"{r['throughput']['pairs']} paired passes [95% bootstrap interval] "
+            f"({cost['rounds']} fresh server pairs x {cost['passes']} alternating "
+            f"{cost['seconds']:.0f} s passes; CPU steal {cost['cpu_steal_share']:.1%}) "
+            f"| throughput {interval(r['throughput'])} ({r['requests_per_s'][first]} / "
+            f"{r['requests_per_s'][second]} req/s); p99 {interval(r['p99'])}; server CPU per "
+            f"request {interval(r['cpu_per_request'])} | {target} |"
+        )
+    return lines
 
 
 def soak(workdir: Path, rows: np.ndarray, minutes: int) -> dict[str, Any]:
@@ -370,25 +391,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| false alarms, {fa['windows']} in-distribution windows of {fa['window_rows']} "
             f"rows | {fa['alarms']} | 0 |"
         )
-    h = results.get("hook_cost", {"ratios": {}})
-    for tool, label in (("wrk", "wrk one-row, 32 connections"), ("locust", "Locust mix, 32 users")):
-        if tool not in h["ratios"]:
-            continue
-        r = h["ratios"][tool]
-
-        def interval(x: dict[str, float]) -> str:
-            return f"{x['geometric_mean']} [{x['ci95_low']}, {x['ci95_high']}]"
-
-        lines.append(
-            f"| hook cost, {label}: on / off, geometric mean of "
-            f"{r['throughput_on_over_off']['pairs']} paired passes [95% bootstrap interval] "
-            f"({h['rounds']} fresh server pairs x {h['passes']} alternating {h['seconds']:.0f} s "
-            f"passes; CPU steal {h['cpu_steal_share']:.1%}) "
-            f"| throughput {interval(r['throughput_on_over_off'])} "
-            f"({r['requests_per_s_on']} / {r['requests_per_s_off']} req/s); "
-            f"p99 {interval(r['p99_on_over_off'])}; server CPU per request "
-            f"{interval(r['cpu_per_request_on_over_off'])} | >= 0.97; <= 1.1 |"
-        )
+    if "hook_cost" in results:
+        lines += paired_cost_rows(results["hook_cost"], "hook cost", ">= 0.97; <= 1.1")
     if "soak" in results:
         s = results["soak"]
         lines.append(
@@ -441,17 +445,28 @@ def main(argv: list[str] | None = None) -> Path:
             results["false_alarms"] = false_alarms(model, fresh, args.windows)
             print("false alarms:", results["false_alarms"]["alarms"], flush=True)
         if "hook-cost" in stages:
-            results["hook_cost"] = hook_cost(
-                workdir, pool, args.data, args.seconds, args.rounds, args.passes
+            results["hook_cost"] = paired_cost(
+                workdir,
+                pool,
+                args.data,
+                args.seconds,
+                args.rounds,
+                args.passes,
+                {"on": {}, "off": DRIFT_OFF},
             )
             print(json.dumps(results["hook_cost"]["ratios"]), flush=True)
         if args.soak_minutes:
             results["soak"] = soak(workdir, pool, args.soak_minutes)
+    return write_results(f"drift-serving-{args.name}", results, markdown(results))
+
+
+def write_results(stem: str, results: dict[str, Any], table: str) -> Path:
+    """``benchmarks/results/<stem>.json`` and ``.md``; prints the table."""
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"drift-serving-{args.name}"
+    out = RESULTS / stem
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    out.with_suffix(".md").write_text(table)
+    print(table)
     return out
 
 

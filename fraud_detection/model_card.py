@@ -62,6 +62,20 @@ class Calibration(BaseModel):
     intercept: float = 0.0
 
 
+class EnsembleInfo(BaseModel):
+    """A cross-fitted ensemble: one member per fold, their logits averaged inside the graph."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    members: int
+    folds: int
+    fold_seed: int
+    member_best_epochs: list[int]
+    member_validation_average_precision: list[float] = Field(
+        description="Each member's best average precision on the fold it left out."
+    )
+
+
 class ModelCard(BaseModel):
     """Everything the service and the drift monitor need to know about a stored model."""
 
@@ -73,9 +87,19 @@ class ModelCard(BaseModel):
     preprocessing: Preprocessing
     threshold: Threshold
     calibration: Calibration = Calibration(method="none")
-    metrics: dict[str, float] = Field(description="Test-split metrics.")
-    validation_metrics: dict[str, float]
-    confusion_matrix: list[list[int]] = Field(description="[[tn, fp], [fn, tp]] on the test split.")
+    metrics: dict[str, float] = Field(description="Metrics on the rows `metrics_source` names.")
+    metrics_source: Literal["test", "out_of_fold", "validation"] = Field(
+        "test",
+        description="test: a held-out test split; out_of_fold: each labelled row scored by "
+        "the ensemble member that did not train on it; validation: the validation split.",
+    )
+    validation_metrics: dict[str, float] = Field(
+        description="On the rows calibration and the threshold were fitted on."
+    )
+    confusion_matrix: list[list[int]] = Field(
+        description="[[tn, fp], [fn, tp]] on the rows `metrics_source` names."
+    )
+    ensemble: EnsembleInfo | None = Field(None, description="None: a single network.")
     onnx_input: str
     onnx_output: str
     onnx_logit_output: str | None = Field(

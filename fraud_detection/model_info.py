@@ -26,8 +26,10 @@ def describe_model(tag: str, card: ModelCard) -> dict[str, Any]:
         "threshold": card.threshold.model_dump(exclude_none=True),
         "calibration": card.calibration.model_dump(),
         "onnx_precision": card.onnx_precision,
-        "test_metrics": card.metrics,
+        "metrics": card.metrics,
+        "metrics_source": card.metrics_source,
         "validation_metrics": card.validation_metrics,
+        "ensemble": None if card.ensemble is None else card.ensemble.model_dump(),
         "data_fingerprint": card.data_fingerprint,
         "feature_names": card.feature_names,
     }

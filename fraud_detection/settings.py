@@ -17,6 +17,91 @@ from fraud_detection.explanations import ExplainConfig
 #: Folder under ``FRAUD_MONITOR_LOG_PATH`` where each worker publishes its drift results.
 DRIFT_RESULTS_DIR = "fraud_drift"
 
+#: Every variable `ServingSettings.from_env` reads: the settings field it sets (dotted for
+#: nested configs; None where it has no field of its own) and what it means. The docs site's
+#: Configuration page is generated from this table and the dataclass defaults, and a test holds
+#: it to the variables `from_env` really reads.
+ENVIRONMENT_VARIABLES: dict[str, tuple[str | None, str]] = {
+    "FRAUD_MODEL": ("model_kind", "which stored model to serve: `mlp` or `distilbert`"),
+    "FRAUD_MAX_BATCH_SIZE": ("max_batch_size", "most rows per batched ONNX call"),
+    "FRAUD_MAX_LATENCY_MS": (
+        "max_latency_ms",
+        "longest a request may wait in the batcher's queue; past it, 503 + `Retry-After`",
+    ),
+    "FRAUD_MAX_ROWS": ("max_rows", "most transactions in one `/predict` request"),
+    "FRAUD_MONITOR_LOG_PATH": (
+        "monitor_log_path",
+        "folder of the drift log (`fraud_transactions/data/rows.*.f64`) and drift results",
+    ),
+    "FRAUD_DRIFT_LOG": ("drift_log", "`0` turns the drift-logging hook off"),
+    "FRAUD_DRIFT_LOG_KEEP_DAYS": ("drift_log_keep_days", "days of drift-log files kept"),
+    "FRAUD_BATCHING": (
+        "batching",
+        "`0` scores each request on its own; `1` merges requests arriving during a model call",
+    ),
+    "FRAUD_WORKERS": (
+        "workers",
+        "HTTP worker processes, each with its own ONNX session; set it to the container's CPUs",
+    ),
+    "FRAUD_ORT_THREADS": (
+        "ort_threads",
+        "ONNX Runtime intra-op threads per worker (`0`: one per core)",
+    ),
+    "FRAUD_ACCESS_LOG": ("access_log", "`1` adds BentoML's per-request access log"),
+    "FRAUD_TRACING": (
+        "tracing",
+        "`1` keeps `/predict` in BentoML's OpenTelemetry middleware (with an exporter)",
+    ),
+    "FRAUD_DRIFT_DETECTION": ("drift_detection", "`0` turns the online drift detector off"),
+    "FRAUD_DRIFT_WINDOW_ROWS": ("drift.window_rows", "rows kept per worker for drift"),
+    "FRAUD_DRIFT_MIN_ROWS": ("drift.min_rows", "no drift verdict from a smaller window"),
+    "FRAUD_DRIFT_EVERY_ROWS": ("drift.every_rows", "a drift computation after this many rows"),
+    "FRAUD_DRIFT_EVERY_SECONDS": (
+        "drift.every_seconds",
+        "... or after this many seconds with new rows, whichever first",
+    ),
+    "FRAUD_DRIFT_MAX_CPU_SHARE": (
+        "drift.max_cpu_share",
+        "cap on the drift thread's share of a worker's time",
+    ),
+    "FRAUD_DRIFT_METHOD": ("drift.method", "Evidently stattest for every feature and the score"),
+    "FRAUD_DRIFT_THRESHOLD": ("drift.threshold", "the stattest's drift threshold"),
+    "FRAUD_DRIFT_MIN_DRIFTED_FEATURES": (
+        "drift.min_drifted_features",
+        "drifted features that make a window drifted",
+    ),
+    "FRAUD_DRIFT_IGNORE_FEATURES": (
+        "drift.ignore_features",
+        "comma-separated features left out of drift (`\"\"` monitors all 30)",
+    ),
+    "FRAUD_EXPLAIN_MAX_ROWS": ("explain_max_rows", "most transactions in one `/explain`"),
+    "FRAUD_EXPLAIN_BACKGROUND_ROWS": (
+        "explain.background_rows",
+        "reference rows the explanations average over",
+    ),
+    "FRAUD_EXPLAIN_PERMUTATIONS": (
+        "explain.permutations",
+        "antithetic permutations per explained row (cost is proportional to it)",
+    ),
+    "FRAUD_EXPLAIN_SEED": ("explain.seed", "seed of the background sample and permutations"),
+    "FRAUD_EXPLAIN_TOP_REASONS": ("explain.top_reasons", "reasons listed per transaction"),
+    "FRAUD_MAX_BODY_BYTES": ("max_body_bytes", "largest request body; larger is 413"),
+    "FRAUD_MAX_IN_FLIGHT": (
+        "max_in_flight",
+        "concurrent `/predict` requests per worker; beyond it 503 + `Retry-After` at once",
+    ),
+    "FRAUD_REQUEST_TIMEOUT_S": (
+        "request_timeout_s",
+        "a request not answered in this many seconds gets 504 and its work is cancelled",
+    ),
+    "FRAUD_API_TOKEN": (
+        "api_token",
+        "when set, `Authorization: Bearer <token>` is required except on the public paths",
+    ),
+    "FRAUD_API_TOKEN_FILE": (None, "a file holding the token (a mounted secret)"),
+    "FRAUD_PUBLIC_PATHS": ("public_paths", "comma-separated paths that need no token"),
+}
+
 
 @dataclass(frozen=True)
 class ServingSettings:

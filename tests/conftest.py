@@ -24,6 +24,7 @@ TINY_TRAINING = [
     "model.max_epochs=3",
     "trainer.patience=3",
     "export.reference_rows=500",
+    "ensemble.folds=3",
 ]
 
 

@@ -240,7 +240,9 @@ def test_model_and_drift_panels(page: sync_api.Page, console_server) -> None:
     info = httpx.get(f"{console_server.url}/model/info", timeout=10).json()
     facts = page.text_content("#model-facts")
     assert info["model"] in facts and info["threshold"]["rule"] in facts
-    assert page.locator("#model-metrics tbody tr").count() == len(info["test_metrics"])
+    if info["ensemble"] is not None:
+        assert f"{info['ensemble']['members']} cross-fitted" in (facts or "")
+    assert page.locator("#model-metrics tbody tr").count() == len(info["metrics"])
 
     page.click("nav button[data-panel='monitoring']")
     for _ in range(30):  # the detector judges the window within seconds

@@ -292,6 +292,10 @@ def test_model_store_round_trip(trained: TrainedStore, kind: str) -> None:
     assert validation.shape[1] == 2 and set(np.unique(validation[:, 1])) == {0.0, 1.0}
     assert card.training_config["model"]["kind"] == kind
     assert {"average_precision", "roc_auc", "recall_at_1pct_fpr", "f1"} <= set(card.metrics)
+    # Cross-fitted (TINY_TRAINING: 3 folds): every row trains, the metrics are out of fold.
+    assert card.ensemble is not None and card.ensemble.members == 3
+    assert card.metrics_source == "out_of_fold" and card.metrics == card.validation_metrics
+    assert card.n_train_rows == 6000 and len(validation) == 6000
     info = yaml.safe_load((model_dir / "model.yaml").read_text())
     assert info["metadata"]["threshold"] == pytest.approx(card.threshold.value)
     assert info["labels"]["kind"] == kind
@@ -306,7 +310,7 @@ def test_model_store_round_trip(trained: TrainedStore, kind: str) -> None:
 def test_training_app_logs_to_wandb_offline(trained: TrainedStore) -> None:
     runs = list(trained.workdir.rglob("offline-run-*"))
     assert len(runs) == 2, f"expected one offline W&B run per model, found {runs}"
-    assert trained.output.count("test AUPRC") == 2
+    assert trained.output.count("out_of_fold AUPRC") == 2
 
 
 def test_corrupted_card_is_refused(trained: TrainedStore, tmp_path: Path) -> None:

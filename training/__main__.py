@@ -30,7 +30,8 @@ def main(cfg: DictConfig) -> None:
         output_dir=Path(HydraConfig.get().runtime.output_dir),
     )
     print(
-        f"{report.tag}: test AUPRC {report.metrics['average_precision']:.4f}, "
+        f"{report.tag}: {report.metrics_source} AUPRC "
+        f"{report.metrics['average_precision']:.4f}, "
         f"trained in {report.training_seconds:.1f} s"
     )
 

@@ -16,10 +16,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from omegaconf import OmegaConf
+from sklearn.model_selection import train_test_split
 
 from fraud_detection.catalog import ONNX_FILE
 from fraud_detection.drift_log import SCORE_COLUMN
 from fraud_detection.model_card import Calibration
+from fraud_detection.model_card import EnsembleInfo
 from fraud_detection.model_card import ModelCard
 from fraud_detection.model_card import Threshold
 from fraud_detection.schema import FEATURE_NAMES
@@ -28,7 +30,10 @@ from fraud_detection.schema import schema_fingerprint
 from training.calibration import calibrate
 from training.calibration import fit_platt_scaling
 from training.data import DatasetSplits
-from training.data import split_dataset
+from training.data.split import Split
+from training.ensemble import FoldAssignment
+from training.ensemble import MemberTrainer
+from training.ensemble import cross_fit
 from training.evaluation import choose_threshold
 from training.evaluation import evaluate
 from training.export import ONNX_INPUT
@@ -56,6 +61,7 @@ class TrainReport:
 
     tag: str
     metrics: dict[str, float]
+    metrics_source: str  # test | out_of_fold | validation
     training_seconds: float
     history: TrainingHistory
 
@@ -72,6 +78,7 @@ def fit_from_config(
     splits: DatasetSplits,
     cfg: DictConfig,
     on_epoch: EpochCallback | None = None,
+    seed_offset: int = 0,
 ) -> TrainingHistory:
     """`fit` with the optimizer and recipe of ``cfg.model`` and the settings of ``cfg.trainer``."""
     return fit(
@@ -82,7 +89,7 @@ def fit_from_config(
         batch_size=cfg.model.batch_size,
         patience=cfg.trainer.patience,
         class_weight_power=cfg.trainer.class_weight_power,
-        seed=cfg.trainer.seed,
+        seed=cfg.trainer.seed + seed_offset,
         device=resolve_device(cfg.trainer.device),
         on_epoch=on_epoch,
     )
@@ -96,15 +103,27 @@ def describe_source(data_cfg: DictConfig) -> str:
 
 @dataclass(frozen=True)
 class FittedModel:
-    """A trained, calibrated network and the decision threshold chosen for it."""
+    """A trained, calibrated network, the threshold chosen for it and the scores behind both.
+
+    `validation_*` are the rows calibration and the threshold were fitted on: out-of-fold for
+    a cross-fitted ensemble (every labelled row), the validation split for a single network.
+    """
 
     network: torch.nn.Module  # raw features in, calibrated fraud logit out
     scaler: FeatureScaler
     calibration: Calibration
     threshold: Threshold
     validation_scores: np.ndarray
-    history: TrainingHistory
+    validation_labels: np.ndarray
+    histories: list[TrainingHistory]
+    members: list[torch.nn.Module]  # uncalibrated, raw features -> logit
     training_seconds: float
+    ensemble: EnsembleInfo | None = None
+
+    @property
+    def history(self) -> TrainingHistory:
+        """The first (or only) member's history."""
+        return self.histories[0]
 
 
 def threshold_from_config(
@@ -124,61 +143,133 @@ def threshold_from_config(
     )
 
 
-def fit_model(
-    cfg: DictConfig, splits: DatasetSplits, on_epoch: EpochCallback | None = None
-) -> FittedModel:
-    """Scale, fit (early stopping on validation), calibrate and threshold ``cfg.model``.
+def member_trainer(cfg: DictConfig, on_epoch: EpochCallback | None = None) -> MemberTrainer:
+    """Builds ``cfg.model.network`` with scaling fitted on a fold's training rows, and fits it."""
 
-    The test split is not looked at. `train` and the quality benchmark both call this, so the
-    benchmark measures exactly what ``python -m training`` ships.
+    def train_member(parts: DatasetSplits, index: int) -> tuple[torch.nn.Module, TrainingHistory]:
+        scaler = FeatureScaler.fit(parts.train.features)
+        torch.manual_seed(cfg.trainer.seed + index)
+        network = instantiate(cfg.model.network, preprocessing=scaler.to_module())
+
+        def log_epoch(record: dict[str, float]) -> None:
+            if on_epoch is not None:
+                on_epoch({f"member_{index}/{key}": value for key, value in record.items()})
+
+        history = fit_from_config(network, parts, cfg, log_epoch, seed_offset=index)
+        return network, history
+
+    return train_member
+
+
+def calibrate_and_threshold(
+    cfg: DictConfig, logits: np.ndarray, labels: np.ndarray, features: np.ndarray
+) -> tuple[Calibration, np.ndarray, Threshold]:
+    """Platt scaling on held-out `logits` (or none), the calibrated scores, and the threshold."""
+    if cfg.calibration.method == "platt":
+        calibration = fit_platt_scaling(logits, labels)
+    else:
+        calibration = Calibration(method="none")
+    calibrated = calibration.slope * logits.astype(np.float64) + calibration.intercept
+    scores = (1.0 / (1.0 + np.exp(-calibrated))).astype(np.float32)
+    return calibration, scores, threshold_from_config(cfg, labels, scores, features)
+
+
+def fit_model(
+    cfg: DictConfig,
+    features: np.ndarray,
+    labels: np.ndarray,
+    on_epoch: EpochCallback | None = None,
+) -> FittedModel:
+    """Fit ``cfg.model`` on labelled rows: scale, train, calibrate and threshold.
+
+    With ``ensemble.folds`` K >= 2, K members are cross-fitted and averaged in one network;
+    calibration and the threshold use every row's out-of-fold score. With K = 1, one network
+    trains on all but a ``split.validation_size`` share, which early stopping, calibration
+    and the threshold use. `train` and the quality benchmark both call this, so the benchmark
+    measures exactly what ``python -m training`` ships.
     """
     if cfg.trainer.torch_threads > 0:
         torch.set_num_threads(cfg.trainer.torch_threads)
-    scaler = FeatureScaler.fit(splits.train.features)
-    torch.manual_seed(cfg.trainer.seed)
-    network = instantiate(cfg.model.network, preprocessing=scaler.to_module())
     started = time.perf_counter()
-    history = fit_from_config(network, splits, cfg, on_epoch=on_epoch)
-    if cfg.calibration.method == "platt":
-        logits = torch_logits(network, splits.validation.features)
-        calibration = fit_platt_scaling(logits, splits.validation.labels)
+    train_member = member_trainer(cfg, on_epoch)
+    if cfg.ensemble.folds >= 2:
+        folds = FoldAssignment.stratified(labels, cfg.ensemble.folds, cfg.ensemble.seed)
+        crossed = cross_fit(features, labels, folds, train_member)
+        network: torch.nn.Module = crossed.ensemble()
+        histories, members = crossed.histories, crossed.members
+        held_logits, held_labels, held_features = crossed.out_of_fold_logits, labels, features
     else:
-        calibration = Calibration(method="none")
+        share = cfg.split.validation_size / (1.0 - cfg.split.test_size)
+        fit_rows, held_rows = train_test_split(
+            np.arange(len(labels)), test_size=share, stratify=labels, random_state=cfg.split.seed
+        )
+        parts = DatasetSplits(
+            Split(features[fit_rows], labels[fit_rows]),
+            Split(features[held_rows], labels[held_rows]),
+            Split(features[held_rows], labels[held_rows]),
+        )
+        network, history = train_member(parts, 0)
+        histories, members = [history], [network]
+        held_features, held_labels = parts.validation.features, parts.validation.labels
+        held_logits = torch_logits(network, held_features)
+    calibration, scores, threshold = calibrate_and_threshold(
+        cfg, held_logits, held_labels, held_features
+    )
     network = calibrate(network, calibration)
     training_seconds = time.perf_counter() - started
-    validation_scores = torch_probabilities(network, splits.validation.features)
-    threshold = threshold_from_config(
-        cfg, splits.validation.labels, validation_scores, splits.validation.features
-    )
+    ensemble = None
+    if cfg.ensemble.folds >= 2:
+        ensemble = EnsembleInfo(
+            members=len(histories),
+            folds=cfg.ensemble.folds,
+            fold_seed=cfg.ensemble.seed,
+            member_best_epochs=[h.best_epoch for h in histories],
+            member_validation_average_precision=[round(h.best_validation_ap, 6) for h in histories],
+        )
     return FittedModel(
         network=network,
-        scaler=scaler,
+        scaler=FeatureScaler.fit(features),
         calibration=calibration,
         threshold=threshold,
-        validation_scores=validation_scores,
-        history=history,
+        validation_scores=scores,
+        validation_labels=held_labels,
+        histories=histories,
+        members=members,
         training_seconds=training_seconds,
+        ensemble=ensemble,
     )
+
+
+def holdout_test(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[Split, Split | None]:
+    """The labelled rows models are fitted on, and a stratified test split (None when 0)."""
+    if test_size <= 0:
+        return Split.from_frame(frame), None
+    rest, test = train_test_split(
+        frame, test_size=test_size, stratify=frame[TARGET_NAME], random_state=seed
+    )
+    return Split.from_frame(rest), Split.from_frame(test)
 
 
 def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
-    """Train the model `cfg.model` on `cfg.data` and save it to the BentoML model store."""
+    """Train the model `cfg.model` on `cfg.data` and save it to the BentoML model store.
+
+    The card's ``metrics`` are on the test split when ``split.test_size`` > 0, else the
+    out-of-fold (or validation) metrics, the rows calibration and the threshold were fitted on
+    (``metrics_source`` says which).
+    """
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     frame: pd.DataFrame = instantiate(cfg.data)
-    splits = split_dataset(
-        frame,
-        validation_size=cfg.split.validation_size,
-        test_size=cfg.split.test_size,
-        seed=cfg.split.seed,
-    )
+    labelled, test = holdout_test(frame, cfg.split.test_size, cfg.split.seed)
     logger.info(
-        "Data %s: %d rows (%d frauds); train/val/test = %d/%d/%d",
+        "Data %s: %d rows (%d frauds); %d labelled rows to fit on (%s), %d test rows",
         describe_source(cfg.data),
         len(frame),
         int(frame[TARGET_NAME].sum()),
-        len(splits.train),
-        len(splits.validation),
-        len(splits.test),
+        len(labelled),
+        f"{cfg.ensemble.folds} cross-fitted members"
+        if cfg.ensemble.folds >= 2
+        else f"{cfg.split.validation_size:.0%} of all rows for validation",
+        0 if test is None else len(test),
     )
     tracker = RunTracker(
         project=cfg.wandb.project,
@@ -187,35 +278,45 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         directory=output_dir,
         config=resolved,
     )
-    fitted = fit_model(cfg, splits, on_epoch=tracker.log_epoch)
+    fitted = fit_model(cfg, labelled.features, labelled.labels, on_epoch=tracker.log_epoch)
     network, threshold = fitted.network, fitted.threshold
-    validation_metrics, _ = evaluate(
-        splits.validation.labels, fitted.validation_scores, threshold.value
+    validation_metrics, validation_confusion = evaluate(
+        fitted.validation_labels, fitted.validation_scores, threshold.value
     )
-    test_scores = torch_probabilities(network, splits.test.features)
-    metrics, confusion = evaluate(splits.test.labels, test_scores, threshold.value)
-    tracker.log_evaluation(splits.test.labels, test_scores, threshold.value, metrics)
+    if test is None:
+        metrics, confusion = validation_metrics, validation_confusion
+        source = "validation" if fitted.ensemble is None else "out_of_fold"
+        tracker.log_evaluation(
+            fitted.validation_labels, fitted.validation_scores, threshold.value, metrics, source
+        )
+        parity_rows = labelled.features[: min(len(labelled), 20_000)]
+    else:
+        test_scores = torch_probabilities(network, test.features)
+        metrics, confusion = evaluate(test.labels, test_scores, threshold.value)
+        tracker.log_evaluation(test.labels, test_scores, threshold.value, metrics)
+        source, parity_rows = "test", test.features
     logger.info(
-        "Test metrics of %s: %s", cfg.model.kind, {k: round(v, 4) for k, v in metrics.items()}
+        "Metrics of %s (%s): %s",
+        cfg.model.kind,
+        source,
+        {k: round(v, 4) for k, v in metrics.items()},
     )
     logger.info("Threshold %s", threshold.model_dump(exclude_none=True))
 
     rng = np.random.default_rng(cfg.split.seed)
     rows = rng.choice(
-        len(splits.train), size=min(cfg.export.reference_rows, len(splits.train)), replace=False
+        len(labelled), size=min(cfg.export.reference_rows, len(labelled)), replace=False
     )
-    reference = pd.DataFrame(splits.train.features[rows], columns=list(FEATURE_NAMES))
-    reference[SCORE_COLUMN] = torch_probabilities(network, splits.train.features[rows])
+    reference = pd.DataFrame(labelled.features[rows], columns=list(FEATURE_NAMES))
+    reference[SCORE_COLUMN] = torch_probabilities(network, labelled.features[rows])
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / ONNX_FILE
-        export_onnx(network, onnx_path, splits.test.features)
-        parity = check_parity(network, onnx_path, splits.test.features, cfg.export.parity_tolerance)
+        export_onnx(network, onnx_path, parity_rows)
+        parity = check_parity(network, onnx_path, parity_rows, cfg.export.parity_tolerance)
         if cfg.export.fp16:
             convert_to_fp16(onnx_path)
-            parity = check_parity(
-                network, onnx_path, splits.test.features, cfg.export.fp16_parity_tolerance
-            )
+            parity = check_parity(network, onnx_path, parity_rows, cfg.export.fp16_parity_tolerance)
         card = ModelCard(
             kind=cfg.model.kind,
             feature_names=list(FEATURE_NAMES),
@@ -224,8 +325,10 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
             threshold=threshold,
             calibration=fitted.calibration,
             metrics=metrics,
+            metrics_source=source,
             validation_metrics=validation_metrics,
             confusion_matrix=confusion,
+            ensemble=fitted.ensemble,
             onnx_input=ONNX_INPUT,
             onnx_output=ONNX_OUTPUT,
             onnx_logit_output=ONNX_LOGIT_OUTPUT,
@@ -233,18 +336,19 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
             onnx_precision="fp16" if cfg.export.fp16 else "fp32",
             data_source=describe_source(cfg.data),
             data_fingerprint=data_fingerprint(frame),
-            n_train_rows=len(splits.train),
+            n_train_rows=len(labelled),
             training_config=resolved,
             training_seconds=round(fitted.training_seconds, 2),
         )
         validation_reference = pd.DataFrame(
-            {SCORE_COLUMN: fitted.validation_scores, TARGET_NAME: splits.validation.labels}
+            {SCORE_COLUMN: fitted.validation_scores, TARGET_NAME: fitted.validation_labels}
         )
         model = save_to_store(card, onnx_path, reference, validation_reference)
     tracker.finish()
     return TrainReport(
         tag=str(model.tag),
         metrics=metrics,
+        metrics_source=source,
         training_seconds=fitted.training_seconds,
         history=fitted.history,
     )

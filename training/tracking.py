@@ -38,23 +38,28 @@ class RunTracker:
         self.run.log(record)
 
     def log_evaluation(
-        self, labels: np.ndarray, scores: np.ndarray, threshold: float, metrics: dict[str, float]
+        self,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        threshold: float,
+        metrics: dict[str, float],
+        prefix: str = "test",
     ) -> None:
         wandb = self._wandb
         probabilities = np.column_stack([1.0 - scores, scores])
         self.run.log(
             {
-                "test/pr_curve": wandb.plot.pr_curve(
+                f"{prefix}/pr_curve": wandb.plot.pr_curve(
                     labels, probabilities, labels=["genuine", "fraud"]
                 ),
-                "test/confusion_matrix": wandb.plot.confusion_matrix(
+                f"{prefix}/confusion_matrix": wandb.plot.confusion_matrix(
                     y_true=labels.tolist(),
                     preds=(scores >= threshold).astype(int).tolist(),
                     class_names=["genuine", "fraud"],
                 ),
             }
         )
-        self.run.summary.update({f"test/{k}": v for k, v in metrics.items()})
+        self.run.summary.update({f"{prefix}/{k}": v for k, v in metrics.items()})
 
     def finish(self) -> None:
         self.run.finish()

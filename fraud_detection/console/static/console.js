@@ -396,9 +396,11 @@ async function loadModel() {
       .map(([k, v]) => [k.replace(/_/g, " "), escapeHtml(typeof v === "number" ? fmt(v) : JSON.stringify(v))]),
     ["calibration", escapeHtml(info.calibration.method)],
     ["precision", info.onnx_precision],
+    ["members", info.ensemble ? `${info.ensemble.members} cross-fitted (logits averaged)` : "1"],
   ]);
-  $("model-metrics").innerHTML = "<thead><tr><th>metric</th><th>test</th><th>validation</th></tr></thead><tbody>"
-    + Object.entries(info.test_metrics).map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v)}</td>`
+  const source = info.metrics_source.replace(/_/g, " ");
+  $("model-metrics").innerHTML = `<thead><tr><th>metric</th><th>${source}</th><th>calibration rows</th></tr></thead><tbody>`
+    + Object.entries(info.metrics).map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v)}</td>`
       + `<td>${k in info.validation_metrics ? fmt(info.validation_metrics[k]) : ""}</td></tr>`).join("")
     + "</tbody>";
 }
