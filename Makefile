@@ -14,15 +14,23 @@ export WANDB_MODE ?= offline
 	bench bench-ensemble bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
-# EXTRAS= installs the serving side only (image builds that import a trained model).
+# EXTRAS= installs the serving side only (image builds that import a trained model); `make serve`
+# installs train only (the quickstart needs no test or docs tools), `make test` adds dev. Each
+# set of extras leaves a stamp; a newer stamp with those extras (or more) skips the install.
 EXTRAS ?= train,dev
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".$(if $(EXTRAS),[$(EXTRAS)])"
-	touch $@
-
-install: $(VENV)/.installed
+comma := ,
+install:
+	@want="$(subst $(comma), ,$(EXTRAS))"; \
+	for stamp in $(VENV)/.installed-*; do \
+	  [ -f "$$stamp" ] && [ "$$stamp" -nt pyproject.toml ] || continue; \
+	  have=" $$(echo "$${stamp##*/.installed-}" | tr - ' ') "; ok=1; \
+	  for extra in $$want; do case "$$have" in *" $$extra "*) ;; *) ok=0;; esac; done; \
+	  [ $$ok = 1 ] && exit 0; \
+	done; \
+	$(PYTHON) -m venv $(VENV) && \
+	$(BIN)/pip install --quiet --upgrade pip && \
+	$(BIN)/pip install --quiet -e ".$(if $(EXTRAS),[$(EXTRAS)])" && \
+	touch "$(VENV)/.installed-$(or $(subst $(comma),-,$(EXTRAS)),serving)"
 
 # Train each model kind that the BentoML store (BENTOML_HOME) lacks, on the embedded synthetic data.
 models: install
@@ -37,6 +45,7 @@ models: install
 # Train only the model that is served (FRAUD_MODEL, default mlp); the other on demand
 # (`make models`, or FRAUD_MODEL=distilbert make serve).
 serve: MODELS = $(or $(FRAUD_MODEL),mlp)
+serve: EXTRAS = train
 serve: models
 	$(BIN)/bentoml serve service:FraudDetector --port $(PORT)
 
