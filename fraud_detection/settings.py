@@ -72,7 +72,7 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str | None, str]] = {
     ),
     "FRAUD_DRIFT_IGNORE_FEATURES": (
         "drift.ignore_features",
-        "comma-separated features left out of drift (`\"\"` monitors all 30)",
+        'comma-separated features left out of drift (`""` monitors all 30)',
     ),
     "FRAUD_EXPLAIN_MAX_ROWS": ("explain_max_rows", "most transactions in one `/explain`"),
     "FRAUD_EXPLAIN_BACKGROUND_ROWS": (
