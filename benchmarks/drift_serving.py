@@ -214,18 +214,27 @@ def cpu_steal_share() -> tuple[int, int]:
 
 
 def geometric_mean_interval(
-    ratios: list[float], resamples: int = 5000, seed: int = 0
+    ratios: list[float], rounds: int, resamples: int = 5000, seed: int = 0
 ) -> dict[str, float]:
-    """Geometric mean of paired ratios with a 95% bootstrap interval (pairs resampled)."""
-    logs = np.log(np.asarray(ratios))
+    """Geometric mean of paired ratios with a 95% two-stage bootstrap interval.
+
+    `ratios` come in `rounds` equal blocks, one per fresh pair of servers. Passes of one pair
+    share that pair's instance-to-instance difference, so the bootstrap draws rounds first,
+    then passes within each drawn round: resampling passes alone would treat a few server
+    instances as many and give too narrow an interval.
+    """
+    logs = np.log(np.asarray(ratios)).reshape(rounds, -1)
     rng = np.random.default_rng(seed)
-    means = logs[rng.integers(0, len(logs), size=(resamples, len(logs)))].mean(axis=1)
+    chosen = logs[rng.integers(0, rounds, size=(resamples, rounds))]  # resamples, rounds, passes
+    within = rng.integers(0, logs.shape[1], size=chosen.shape)
+    means = np.take_along_axis(chosen, within, axis=2).mean(axis=(1, 2))
     low, high = np.exp(np.percentile(means, [2.5, 97.5]))
     return {
         "geometric_mean": round(float(np.exp(logs.mean())), 3),
         "ci95_low": round(float(low), 3),
         "ci95_high": round(float(high), 3),
         "pairs": len(ratios),
+        "server_pairs": rounds,
     }
 
 
@@ -246,8 +255,8 @@ def paired_cost(
     VM's drift in CPU speed (the same server's throughput moves by 10-20% from one pass to the
     next, so a handful of long passes cannot resolve a 3% effect); fresh pairs average out
     instance-to-instance differences. The result is the geometric mean of all paired ratios
-    with a 95% bootstrap interval. The server's CPU time per request, read from /proc around
-    each pass, is the direct measure of the cost.
+    with a 95% bootstrap interval over server pairs and passes. The server's CPU time per
+    request, read from /proc around each pass, is the direct measure of the cost.
     """
     first, second = variants
     script = one_row_script(workdir, rows[0], "one-row")
@@ -287,9 +296,9 @@ def paired_cost(
 
     ratios = {
         tool: {
-            "throughput": geometric_mean_interval(paired(tool, "requests_per_s")),
-            "p99": geometric_mean_interval(paired(tool, "p99_ms")),
-            "cpu_per_request": geometric_mean_interval(paired(tool, "cpu_ms_per_request")),
+            "throughput": geometric_mean_interval(paired(tool, "requests_per_s"), rounds),
+            "p99": geometric_mean_interval(paired(tool, "p99_ms"), rounds),
+            "cpu_per_request": geometric_mean_interval(paired(tool, "cpu_ms_per_request"), rounds),
             "requests_per_s": {
                 label: round(float(np.mean([r["requests_per_s"] for r in runs[tool][label]])))
                 for label in variants
@@ -320,7 +329,8 @@ def paired_cost_rows(cost: dict[str, Any], what: str, target: str) -> list[str]:
 
         lines.append(
             f"| {what}, {label}: {first} / {second}, geometric mean of "
-            f"{r['throughput']['pairs']} paired passes [95% bootstrap interval] "
+            f"{r['throughput']['pairs']} paired passes [95% two-stage bootstrap: server pairs, "
+            "then passes] "
             f"({cost['rounds']} fresh server pairs x {cost['passes']} alternating "
             f"{cost['seconds']:.0f} s passes; CPU steal {cost['cpu_steal_share']:.1%}) "
             f"| throughput {interval(r['throughput'])} ({r['requests_per_s'][first]} / "
