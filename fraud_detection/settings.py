@@ -105,41 +105,10 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str | None, str]] = {
 
 @dataclass(frozen=True)
 class ServingSettings:
-    """Environment variables (prefix ``FRAUD_``) and their defaults.
+    """The service's settings; `from_env` reads them from ``FRAUD_*`` variables.
 
-    - ``FRAUD_MODEL``: ``mlp`` or ``distilbert`` (default ``mlp``: far cheaper per row on CPU).
-    - ``FRAUD_MAX_BATCH_SIZE``: most rows the batcher merges into one ONNX call.
-    - ``FRAUD_MAX_LATENCY_MS``: longest a request may wait in the batcher's queue; one that
-      waits longer gets 503 + ``Retry-After`` instead of a late answer.
-    - ``FRAUD_MAX_ROWS``: most transactions accepted in one request.
-    - ``FRAUD_MONITOR_LOG_PATH``: the drift log (``fraud_transactions/data/rows.*.f64``) and
-      drift results go under it (default ``monitoring``).
-    - ``FRAUD_DRIFT_LOG``: ``1`` (default) logs every scored row for drift; ``0`` disables it.
-    - ``FRAUD_DRIFT_LOG_KEEP_DAYS``: days of drift-log files kept per worker (default 7).
-    - ``FRAUD_BATCHING``: ``1`` (default) merges requests that arrive while the model runs
-      into its next call (a lone request never waits); ``0`` scores each request alone.
-    - ``FRAUD_WORKERS``: HTTP worker processes, each with its own ONNX session (default 1).
-    - ``FRAUD_ORT_THREADS``: ONNX Runtime intra-op threads per worker (default 1; 0: one per
-      core). Keep workers x threads within the CPU count.
-    - ``FRAUD_ACCESS_LOG``: ``1`` writes BentoML's per-request access log line (default
-      ``0``: Cloud Run and GKE load balancers already log every request).
-    - ``FRAUD_MAX_IN_FLIGHT``: concurrent ``/predict`` requests per worker before new ones get
-      503 + ``Retry-After`` at once (default 64).
-    - ``FRAUD_REQUEST_TIMEOUT_S``: a request not answered in this many seconds gets 504 and
-      its work is cancelled (default 30).
-    - ``FRAUD_MAX_BODY_BYTES``: largest request body accepted (default 8 MiB); larger is 413.
-    - ``FRAUD_API_TOKEN`` or ``FRAUD_API_TOKEN_FILE`` (a mounted secret): when set, every path
-      but ``FRAUD_PUBLIC_PATHS`` (default the health checks and ``/metrics``) needs
-      ``Authorization: Bearer <token>``.
-    - ``FRAUD_TRACING``: ``1`` runs ``/predict`` through BentoML's OpenTelemetry middleware
-      (set it with a tracing exporter); default ``0`` skips it on ``/predict`` only.
-    - ``FRAUD_DRIFT_DETECTION``: ``1`` (default) runs the online Evidently drift detector;
-      ``FRAUD_DRIFT_WINDOW_ROWS``, ``_MIN_ROWS``, ``_EVERY_ROWS``, ``_EVERY_SECONDS``,
-      ``_MAX_CPU_SHARE``, ``_METHOD``, ``_THRESHOLD``, ``_MIN_DRIFTED_FEATURES`` and
-      ``_IGNORE_FEATURES`` (comma-separated) tune it (see `DriftConfig`).
-    - ``FRAUD_EXPLAIN_MAX_ROWS``: most transactions in one ``POST /explain`` (default 100).
-    - ``FRAUD_EXPLAIN_BACKGROUND_ROWS``, ``_PERMUTATIONS``, ``_SEED``, ``_TOP_REASONS``: how
-      explanations are estimated (see `ExplainConfig`; defaults 32, 1, 0, 5).
+    `ENVIRONMENT_VARIABLES` names each variable, the field it sets and what it means (the docs'
+    Configuration page is generated from it); the field defaults here are the defaults.
     """
 
     model_kind: str = "mlp"

@@ -198,18 +198,22 @@ def fit_model(
         network: torch.nn.Module = crossed.ensemble()
         histories, members = crossed.histories, crossed.members
         held_logits, held_labels, held_features = crossed.out_of_fold_logits, labels, features
+        ensemble: EnsembleInfo | None = EnsembleInfo(
+            members=len(histories),
+            folds=folds.n_folds,
+            fold_seed=cfg.ensemble.seed,
+            member_best_epochs=[h.best_epoch for h in histories],
+            member_validation_average_precision=[round(h.best_validation_ap, 6) for h in histories],
+        )
     else:
         share = cfg.split.validation_size / (1.0 - cfg.split.test_size)
         fit_rows, held_rows = train_test_split(
             np.arange(len(labels)), test_size=share, stratify=labels, random_state=cfg.split.seed
         )
-        parts = DatasetSplits(
-            Split(features[fit_rows], labels[fit_rows]),
-            Split(features[held_rows], labels[held_rows]),
-            Split(features[held_rows], labels[held_rows]),
-        )
+        held = Split(features[held_rows], labels[held_rows])
+        parts = DatasetSplits(Split(features[fit_rows], labels[fit_rows]), held, held)
         network, history = train_member(parts, 0)
-        histories, members = [history], [network]
+        histories, members, ensemble = [history], [network], None
         held_features, held_labels = parts.validation.features, parts.validation.labels
         held_logits = torch_logits(network, held_features)
     calibration, scores, threshold = calibrate_and_threshold(
@@ -217,15 +221,6 @@ def fit_model(
     )
     network = calibrate(network, calibration)
     training_seconds = time.perf_counter() - started
-    ensemble = None
-    if cfg.ensemble.folds >= 2:
-        ensemble = EnsembleInfo(
-            members=len(histories),
-            folds=cfg.ensemble.folds,
-            fold_seed=cfg.ensemble.seed,
-            member_best_epochs=[h.best_epoch for h in histories],
-            member_validation_average_precision=[round(h.best_validation_ap, 6) for h in histories],
-        )
     return FittedModel(
         network=network,
         scaler=FeatureScaler.fit(features),
