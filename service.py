@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 from typing import Annotated
@@ -29,6 +30,7 @@ from fraud_detection.api_models import FEATURE_LIMIT
 from fraud_detection.api_models import Explanation
 from fraud_detection.api_models import Prediction
 from fraud_detection.api_models import Transaction
+from fraud_detection.api_models import transaction_ids
 from fraud_detection.api_models import transactions_to_array
 from fraud_detection.batching import QueueTimeoutError
 from fraud_detection.batching import ZeroDelayBatcher
@@ -57,11 +59,25 @@ from fraud_detection.http_guards import install_request_timeout
 from fraud_detection.model_files import CHECKSUMS_KEY
 from fraud_detection.model_files import verify_checksums
 from fraud_detection.model_info import model_info_app
+from fraud_detection.performance.metrics import PerformanceMonitor
+from fraud_detection.performance.metrics import performance_metrics
+from fraud_detection.performance.online import JudgedModel
+from fraud_detection.performance.online import OnlinePerformance
+from fraud_detection.performance.routes import OutcomeRoutes
+from fraud_detection.performance.routes import Outcomes
+from fraud_detection.performance.routes import OutcomesSlot
 from fraud_detection.predict_route import FastPredictRoute
 from fraud_detection.predict_route import PredictHandler
 from fraud_detection.predict_route import PredictHandlerSlot
 from fraud_detection.request_codec import PredictionEncoder
 from fraud_detection.request_codec import TransactionDecoder
+from fraud_detection.routing.router import ChampionChallenger
+from fraud_detection.routing.router import RoutedScores
+from fraud_detection.routing.router import ServedModel
+from fraud_detection.routing.router import TrafficShares
+from fraud_detection.routing.shadow import ShadowScorer
+from fraud_detection.score_log.database import open_database
+from fraud_detection.score_log.writer import ScoreLogWriter
 from fraud_detection.scorer import OnnxScorer
 from fraud_detection.settings import ServingSettings
 
@@ -69,23 +85,36 @@ if TYPE_CHECKING:
     from fraud_detection.drift.detector import DriftDetector
 
 settings = ServingSettings.from_env()
-fraud_model = bentoml.models.BentoModel(settings.model_tag)
-if fraud_model.stored is None:
-    raise bentoml.exceptions.NotFound(
-        f"Model {settings.model_tag} is not in the BentoML model store under "
-        f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}. "
-        f"Create it with: {training_command(settings.model_kind)}"
+
+
+def stored_model(tag: str) -> bentoml.models.BentoModel:
+    """The model `tag` from the store, its files checked (at start-up, not at a request)."""
+    model = bentoml.models.BentoModel(tag)
+    kind = tag.split(":")[0].removeprefix("fraud-")
+    if model.stored is None:
+        raise bentoml.exceptions.NotFound(
+            f"Model {tag} is not in the BentoML model store under "
+            f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}. "
+            f"Create it with: {training_command(kind)}"
+        )
+    verify_checksums(
+        model.stored.path,
+        model.stored.info.metadata.get(CHECKSUMS_KEY),
+        f"{model.stored.tag} (retrain: {training_command(kind)})",
     )
-# Fail at start-up, not at the first request, if the stored files were altered or truncated.
-verify_checksums(
-    fraud_model.stored.path,
-    fraud_model.stored.info.metadata.get(CHECKSUMS_KEY),
-    f"{fraud_model.stored.tag} (retrain: {training_command(settings.model_kind)})",
+    return model
+
+
+fraud_model = stored_model(settings.model_tag)
+challenger_model = (
+    None if settings.challenger_tag is None else stored_model(settings.challenger_tag)
 )
 
 
 #: The worker's service instance puts its scorer here for `FastPredictRoute` to use.
 predict_slot = PredictHandlerSlot()
+#: ... and its score log and performance monitor here for ``/feedback`` and ``/performance``.
+outcomes_slot = OutcomesSlot()
 
 
 @bentoml.service(name="fraud_detector", **settings.service_config())
@@ -93,6 +122,9 @@ class FraudDetector:
     """Credit-card fraud scoring; concurrent requests share model calls (zero-delay batching)."""
 
     model = fraud_model
+    # A class attribute, so `bentoml build` packs the challenger into the bento too.
+    if challenger_model is not None:
+        challenger = challenger_model
 
     def __init__(self) -> None:
         # Inside the service, the BentoModel class attribute resolves to the stored model.
@@ -102,19 +134,45 @@ class FraudDetector:
         self.model_name = self.model.tag.name
         self.model_version = str(self.model.tag.version)
         self.drift_hook: DriftHook = CompositeDriftHook(self._drift_log(), self._drift_monitor())
-        self.batcher = ZeroDelayBatcher(
-            self._score_batch,
-            # Batching off: every request is its own model call.
-            max_batch_rows=settings.max_batch_size if settings.batching else 1,
-            queue_timeout_s=settings.max_latency_ms / 1000,
+        self.batcher = self._batcher(self._score_batch)
+        champion = ServedModel(
+            self.model_name, self.model_version, self.scorer.threshold, self.batcher.submit
         )
-        self.encoder = PredictionEncoder(self.scorer.threshold, self.model_name, self.model_version)
+        self.challenger_scorer: OnnxScorer | None = None
+        self.challenger_batcher: ZeroDelayBatcher | None = None
+        served_challenger = None
+        if challenger_model is not None:
+            self.challenger_scorer = OnnxScorer.from_directory(
+                challenger_model.stored.path, intra_op_threads=settings.ort_threads
+            )
+            self.challenger_batcher = self._batcher(self.challenger_scorer.predict_proba)
+            served_challenger = ServedModel(
+                challenger_model.stored.tag.name,
+                str(challenger_model.stored.tag.version),
+                self.challenger_scorer.threshold,
+                self.challenger_batcher.submit,
+            )
+        self.outcomes = self._outcomes(champion, served_challenger)
+        outcomes_slot.outcomes = self.outcomes
+        self.router = ChampionChallenger(
+            champion,
+            challenger=served_challenger,
+            shares=TrafficShares(canary=settings.canary_share, shadow=settings.shadow_share),
+            score_log=None if self.outcomes is None else self.outcomes.score_log,
+            shadow=None if self.outcomes is None else self.outcomes.shadow,
+        )
+        self.encoder = PredictionEncoder(
+            self.model_name,
+            self.model_version,
+            None if served_challenger is None else served_challenger.name,
+            None if served_challenger is None else served_challenger.version,
+        )
         self._explainer: ShapExplainer | None = None
         self._explainer_lock = threading.Lock()
         predict_slot.attach(
             PredictHandler(
                 decoder=TransactionDecoder(settings.max_rows),
-                score=self.batcher.submit,
+                score=self.router.score,
                 encoder=self.encoder,
                 server_header=b"BentoML Service/fraud_detector",
             )
@@ -123,6 +181,47 @@ class FraudDetector:
         # the worker. Frozen, the collector stops rescanning it: each full collection took
         # 60-250 ms under load, and set the p99 (README Performance).
         gc.freeze()
+
+    @staticmethod
+    def _batcher(infer: Callable[[np.ndarray], np.ndarray]) -> ZeroDelayBatcher:
+        return ZeroDelayBatcher(
+            infer,
+            # Batching off: every request is its own model call.
+            max_batch_rows=settings.max_batch_size if settings.batching else 1,
+            queue_timeout_s=settings.max_latency_ms / 1000,
+        )
+
+    def _outcomes(self, champion: ServedModel, challenger: ServedModel | None) -> Outcomes | None:
+        """The score log, shadow scorer and performance monitor (None: FRAUD_SCORE_LOG=0)."""
+        if not settings.score_log:
+            return None
+        database = open_database(settings.score_db_url)
+        writer = ScoreLogWriter(
+            database,
+            max_pending_rows=settings.score_log_max_pending,
+            counters=performance_metrics(),
+        )
+        judged_challenger = None
+        shadow = None
+        if challenger is not None and self.challenger_scorer is not None:
+            judged_challenger = JudgedModel.of_card(
+                "challenger", challenger.name, challenger.version, self.challenger_scorer.card
+            )
+            if settings.shadow_share > 0:
+                shadow = ShadowScorer(self.challenger_scorer.predict_proba, writer.submit)
+        performance = OnlinePerformance(
+            database,
+            JudgedModel.of_card("champion", champion.name, champion.version, self.scorer.card),
+            judged_challenger,
+            settings.performance,
+        )
+        return Outcomes(
+            database=database,
+            score_log=writer,
+            monitor=PerformanceMonitor(performance, settings.performance_every_seconds),
+            shadow=shadow,
+            max_feedback_items=settings.feedback_max_items,
+        )
 
     def _drift_log(self) -> DriftHook:
         if not settings.drift_log:
@@ -159,9 +258,18 @@ class FraudDetector:
 
     @bentoml.on_shutdown
     def flush_drift_log(self) -> None:
-        """Finish the running batch, write the drift-log rows still queued, stop the detector."""
+        """Finish the running batches, write the drift and score rows still queued, stop the
+        detector and the performance monitor."""
         predict_slot.detach()
         self.batcher.close()
+        if self.challenger_batcher is not None:
+            self.challenger_batcher.close()
+        if self.outcomes is not None:
+            outcomes_slot.outcomes = None
+            if self.outcomes.shadow is not None:
+                self.outcomes.shadow.close()
+            self.outcomes.score_log.close()
+            self.outcomes.monitor.close()
         self.drift_hook.close()
 
     # Valid JSON bodies are answered by `FastPredictRoute` with the same batcher and the same
@@ -179,10 +287,12 @@ class FraudDetector:
     ) -> Annotated[list[Prediction], ContentType("application/json")]:
         """Fraud probability and decision for each transaction, in request order."""
         try:
-            scores = await self.batcher.submit(transactions_to_array(transactions))
+            scored = await self.router.score(
+                transactions_to_array(transactions), transaction_ids(transactions)
+            )
         except QueueTimeoutError as e:
             raise bentoml.exceptions.ServiceUnavailable(str(e)) from e
-        return [Prediction(**record) for record in self.encoder.records(scores)]
+        return [Prediction(**record) for record in self.encoder.records(scored)]
 
     # Sync: BentoML runs it in its thread pool, off the event loop that answers /predict, and
     # queues concurrent calls there (the explainer runs one request at a time anyway).
@@ -207,7 +317,15 @@ class FraudDetector:
                 str(e), error_code=HTTPStatus(e.http_status)
             ) from e
         explanations = explainer.explain(features)
-        scored = self.encoder.records(explanations.probabilities)
+        p = explanations.probabilities
+        scored = self.encoder.records(
+            RoutedScores(
+                self.router.ids.complete(transaction_ids(transactions)),
+                p,
+                p >= self.scorer.threshold,
+                None,
+            )
+        )
         return [
             Explanation(**prediction, **attribution)
             for prediction, attribution in zip(
@@ -267,3 +385,4 @@ FraudDetector.add_asgi_middleware(JsonBodyOnly, paths=frozenset({"/predict", "/e
 FraudDetector.add_asgi_middleware(RetryAfterOn503)
 FraudDetector.add_asgi_middleware(OpenAPICorrection)
 FraudDetector.add_asgi_middleware(FastPredictRoute, slot=predict_slot)
+FraudDetector.add_asgi_middleware(OutcomeRoutes, slot=outcomes_slot)

@@ -12,6 +12,8 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import create_model
 
+from fraud_detection.routing.transaction_ids import TRANSACTION_ID_MAX_LENGTH
+from fraud_detection.routing.transaction_ids import TRANSACTION_ID_PATTERN
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import NON_NEGATIVE_FEATURES
 
@@ -53,6 +55,16 @@ else:
         __config__=ConfigDict(extra="forbid"),
         __doc__="One card transaction: the 30 features of the ULB schema, every field required.",
         **{name: _feature_field(name) for name in FEATURE_NAMES},
+        transaction_id=(
+            str | None,
+            Field(
+                None,
+                max_length=TRANSACTION_ID_MAX_LENGTH,
+                pattern=TRANSACTION_ID_PATTERN,
+                description="Your id for the transaction (1-64 visible ASCII characters, no "
+                "spaces), echoed in the result and used by POST /feedback; assigned when absent",
+            ),
+        ),
     )
 
 
@@ -61,9 +73,13 @@ class Prediction(BaseModel):
 
     model_config = ConfigDict(protected_namespaces=())
 
+    transaction_id: str = Field(description="The request's id, or the one the service assigned")
     fraud_probability: float = Field(ge=0.0, le=1.0)
     is_fraud: bool = Field(description="fraud_probability >= the model's stored threshold")
-    model: str = Field(description="Model-store name of the model that scored the row")
+    model: str = Field(
+        description="Model-store name of the model that decided: the champion, or the "
+        "challenger for a canary transaction"
+    )
     model_version: str
 
 
@@ -93,3 +109,8 @@ def transactions_to_array(transactions: list[Transaction]) -> np.ndarray:
     return np.array([_feature_values(t) for t in transactions], dtype=np.float32).reshape(
         len(transactions), len(FEATURE_NAMES)
     )
+
+
+def transaction_ids(transactions: list[Transaction]) -> list[str | None]:
+    """The callers' ids, None where a transaction came without one."""
+    return [t.transaction_id for t in transactions]  # type: ignore[attr-defined]

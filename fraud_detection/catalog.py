@@ -26,6 +26,21 @@ def store_tag(kind: str, version: str = "latest") -> str:
     return f"{STORE_NAMES[kind]}:{version}"  # type: ignore[index]
 
 
+def resolve_model(model: str) -> tuple[ModelKind, str]:
+    """Kind and store tag of a kind (``mlp`` → ``fraud-mlp:latest``) or of a stored tag
+    (``fraud-mlp:v3``, ``fraud-distilbert``): how FRAUD_MODEL and FRAUD_CHALLENGER name models."""
+    if model in STORE_NAMES:
+        return model, store_tag(model)  # type: ignore[return-value]
+    name, _, version = model.partition(":")
+    for kind, store_name in STORE_NAMES.items():
+        if name == store_name:
+            return kind, f"{store_name}:{version or 'latest'}"
+    raise ValueError(
+        f"{model!r} is neither a model kind ({', '.join(MODEL_KINDS)}) nor a fraud model tag "
+        f"({', '.join(n + ':<version>' for n in STORE_NAMES.values())})"
+    )
+
+
 def training_command(kind: str) -> str:
     """The command that creates the model of `kind` in the store."""
     return f"python -m training model={kind}   (or: make models)"

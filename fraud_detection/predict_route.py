@@ -30,6 +30,7 @@ from fraud_detection.http_guards import send_json
 from fraud_detection.http_guards import send_json_bytes
 from fraud_detection.request_codec import PredictionEncoder
 from fraud_detection.request_codec import TransactionDecoder
+from fraud_detection.routing.router import RoutedScores
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class PredictHandler:
     """What the route needs from the service instance: parse, score, encode."""
 
     decoder: TransactionDecoder
-    score: Callable[[np.ndarray], Awaitable[np.ndarray]]
+    score: Callable[[np.ndarray, list[str | None]], Awaitable[RoutedScores]]
     encoder: PredictionEncoder
     server_header: bytes
 
@@ -94,8 +95,8 @@ class FastPredictRoute:
             await self.app(scope, receive, send)
             return
         body, messages = await read_body(receive)
-        features = handler.decoder.decode(body) if messages[-1]["type"] == "http.request" else None
-        if features is None:
+        decoded = handler.decoder.decode(body) if messages[-1]["type"] == "http.request" else None
+        if decoded is None:
 
             async def replay() -> Message:
                 return messages.pop(0) if messages else await receive()
@@ -103,7 +104,7 @@ class FastPredictRoute:
             await self.app(scope, replay, send)
             return
         try:
-            scores = await handler.score(features)
+            scored = await handler.score(decoded.features, decoded.transaction_ids)
         except QueueTimeoutError as e:
             await send_json(send, 503, f"busy: {e}; retry shortly", [(b"retry-after", b"1")])
             return
@@ -114,5 +115,5 @@ class FastPredictRoute:
             )
             return
         await send_json_bytes(
-            send, 200, handler.encoder.encode(scores), [(b"server", handler.server_header)]
+            send, 200, handler.encoder.encode(scored), [(b"server", handler.server_header)]
         )

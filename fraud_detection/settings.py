@@ -9,20 +9,70 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from fraud_detection.catalog import MODEL_KINDS
-from fraud_detection.catalog import store_tag
+from fraud_detection.catalog import ModelKind
+from fraud_detection.catalog import resolve_model
 from fraud_detection.drift.config import DriftConfig
 from fraud_detection.explanations import ExplainConfig
+from fraud_detection.performance.config import PerformanceConfig
 
 #: Folder under ``FRAUD_MONITOR_LOG_PATH`` where each worker publishes its drift results.
 DRIFT_RESULTS_DIR = "fraud_drift"
+#: The score log's SQLite file under ``FRAUD_MONITOR_LOG_PATH`` (when FRAUD_DB_URL is unset).
+SCORE_DB_FILE = "fraud_scores.sqlite3"
 
 #: Every variable `ServingSettings.from_env` reads: the settings field it sets (dotted for
 #: nested configs; None where it has no field of its own) and what it means. The docs site's
 #: Configuration page is generated from this table and the dataclass defaults, and a test holds
 #: it to the variables `from_env` really reads.
 ENVIRONMENT_VARIABLES: dict[str, tuple[str | None, str]] = {
-    "FRAUD_MODEL": ("model_kind", "which stored model to serve: `mlp` or `distilbert`"),
+    "FRAUD_MODEL": (
+        "model",
+        "the champion: a model kind (`mlp`, `distilbert`: the latest stored) or a stored tag "
+        "(`fraud-mlp:<version>`)",
+    ),
+    "FRAUD_CHALLENGER": (
+        "challenger",
+        "a second model (kind or tag) scored in shadow, and deciding the canary share",
+    ),
+    "FRAUD_SHADOW_SHARE": (
+        "shadow_share",
+        "share of transactions the challenger also scores, off the response path",
+    ),
+    "FRAUD_CANARY_SHARE": (
+        "canary_share",
+        "share of transactions the challenger decides (their `model` field names it)",
+    ),
+    "FRAUD_SCORE_LOG": ("score_log", "`0` turns the score log, `/feedback` and `/performance` off"),
+    "FRAUD_DB_URL": (
+        "db_url",
+        "score database: `postgresql://user:password@host/db`, or `sqlite:///<path>` "
+        "(default: `fraud_scores.sqlite3` under FRAUD_MONITOR_LOG_PATH)",
+    ),
+    "FRAUD_SCORE_LOG_MAX_PENDING": (
+        "score_log_max_pending",
+        "score rows a worker queues for the database; beyond it, rows are dropped and counted",
+    ),
+    "FRAUD_FEEDBACK_MAX_ITEMS": ("feedback_max_items", "most labels in one `/feedback` request"),
+    "FRAUD_PERFORMANCE_WINDOW_ROWS": (
+        "performance.window_rows",
+        "newest labelled transactions `/performance` judges the models on",
+    ),
+    "FRAUD_PERFORMANCE_WINDOW_DAYS": (
+        "performance.window_days",
+        "... scored within this many days",
+    ),
+    "FRAUD_RECALL_ALERT_MARGIN": (
+        "performance.recall_alert_margin",
+        "the recall alert fires below the card's validation recall minus this",
+    ),
+    "FRAUD_RECALL_ALERT_MIN_FRAUDS": (
+        "performance.recall_alert_min_frauds",
+        "... once the window holds at least this many labelled frauds",
+    ),
+    "FRAUD_PERFORMANCE_EVERY_SECONDS": (
+        "performance_every_seconds",
+        "how often each worker recomputes the online performance gauges",
+    ),
     "FRAUD_MAX_BATCH_SIZE": ("max_batch_size", "most rows per batched ONNX call"),
     "FRAUD_MAX_LATENCY_MS": (
         "max_latency_ms",
@@ -111,7 +161,19 @@ class ServingSettings:
     Configuration page is generated from it); the field defaults here are the defaults.
     """
 
-    model_kind: str = "mlp"
+    model: str = "mlp"
+    challenger: str | None = None
+    # DistilBERT costs ~40x the MLP per row on CPU; 5% of traffic keeps its shadow under a
+    # tenth of a core at 1,000 rows/s and still labels ~1,500 frauds' worth of pairs a year
+    # at ULB rates (README: Champion and challenger).
+    shadow_share: float = 0.05
+    canary_share: float = 0.0
+    score_log: bool = True
+    db_url: str | None = field(default=None, repr=False)  # may hold a password
+    score_log_max_pending: int = 100_000
+    feedback_max_items: int = 10_000
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    performance_every_seconds: float = 60.0
     max_batch_size: int = 1024
     max_latency_ms: int = 1000
     max_rows: int = 10_000
@@ -134,10 +196,30 @@ class ServingSettings:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     def __post_init__(self) -> None:
-        if self.model_kind not in MODEL_KINDS:
+        for name in ("model", "challenger"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    resolve_model(value)
+                except ValueError as e:
+                    raise ValueError(f"FRAUD_{name.upper()}={value!r}: {e}") from e
+        if self.challenger is not None and resolve_model(self.challenger)[1] == self.model_tag:
+            raise ValueError(f"FRAUD_CHALLENGER names the champion itself ({self.model_tag})")
+        for name in ("shadow_share", "canary_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(
+                    f"FRAUD_{name.upper()} must be in [0, 1], got {getattr(self, name)}"
+                )
+        if self.challenger is not None and not self.score_log:
             raise ValueError(
-                f"FRAUD_MODEL={self.model_kind!r} is not a model kind; "
-                f"use one of {list(MODEL_KINDS)}"
+                "FRAUD_CHALLENGER needs the score log (its shadow scores go there): "
+                "unset FRAUD_SCORE_LOG=0"
+            )
+        if self.canary_share > 0 and self.challenger is None:
+            raise ValueError("FRAUD_CANARY_SHARE needs a FRAUD_CHALLENGER to route to")
+        if not self.performance_every_seconds > 0:
+            raise ValueError(
+                f"FRAUD_PERFORMANCE_EVERY_SECONDS must be > 0, got {self.performance_every_seconds}"
             )
         if self.ort_threads < 0:
             raise ValueError(f"FRAUD_ORT_THREADS must be >= 0, got {self.ort_threads}")
@@ -154,6 +236,8 @@ class ServingSettings:
             "max_in_flight",
             "drift_log_keep_days",
             "explain_max_rows",
+            "score_log_max_pending",
+            "feedback_max_items",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"FRAUD_{name.upper()} must be >= 1, got {getattr(self, name)}")
@@ -176,8 +260,23 @@ class ServingSettings:
         return config
 
     @property
+    def model_kind(self) -> ModelKind:
+        return resolve_model(self.model)[0]
+
+    @property
     def model_tag(self) -> str:
-        return store_tag(self.model_kind)
+        return resolve_model(self.model)[1]
+
+    @property
+    def challenger_tag(self) -> str | None:
+        return None if self.challenger is None else resolve_model(self.challenger)[1]
+
+    @property
+    def score_db_url(self) -> str:
+        """FRAUD_DB_URL, or the SQLite file beside the drift log."""
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{Path(self.monitor_log_path).resolve() / SCORE_DB_FILE}"
 
     @property
     def drift_results_path(self) -> Path:
@@ -245,6 +344,17 @@ class ServingSettings:
                 top_reasons=integer("FRAUD_EXPLAIN_TOP_REASONS", e.top_reasons),
             )
 
+        def performance_config() -> PerformanceConfig:
+            p = defaults.performance
+            return PerformanceConfig(
+                window_rows=integer("FRAUD_PERFORMANCE_WINDOW_ROWS", p.window_rows),
+                window_days=number("FRAUD_PERFORMANCE_WINDOW_DAYS", p.window_days),
+                recall_alert_margin=number("FRAUD_RECALL_ALERT_MARGIN", p.recall_alert_margin),
+                recall_alert_min_frauds=integer(
+                    "FRAUD_RECALL_ALERT_MIN_FRAUDS", p.recall_alert_min_frauds
+                ),
+            )
+
         def api_token() -> str | None:
             if "FRAUD_API_TOKEN" in environ:
                 return environ["FRAUD_API_TOKEN"]
@@ -257,7 +367,20 @@ class ServingSettings:
                 raise ValueError(f"FRAUD_API_TOKEN_FILE={path!r} cannot be read: {e}") from e
 
         return cls(
-            model_kind=environ.get("FRAUD_MODEL", defaults.model_kind),
+            model=environ.get("FRAUD_MODEL", defaults.model),
+            challenger=environ.get("FRAUD_CHALLENGER") or defaults.challenger,
+            shadow_share=number("FRAUD_SHADOW_SHARE", defaults.shadow_share),
+            canary_share=number("FRAUD_CANARY_SHARE", defaults.canary_share),
+            score_log=flag("FRAUD_SCORE_LOG", defaults.score_log),
+            db_url=environ.get("FRAUD_DB_URL") or defaults.db_url,
+            score_log_max_pending=integer(
+                "FRAUD_SCORE_LOG_MAX_PENDING", defaults.score_log_max_pending
+            ),
+            feedback_max_items=integer("FRAUD_FEEDBACK_MAX_ITEMS", defaults.feedback_max_items),
+            performance=performance_config(),
+            performance_every_seconds=number(
+                "FRAUD_PERFORMANCE_EVERY_SECONDS", defaults.performance_every_seconds
+            ),
             max_batch_size=integer("FRAUD_MAX_BATCH_SIZE", defaults.max_batch_size),
             max_latency_ms=integer("FRAUD_MAX_LATENCY_MS", defaults.max_latency_ms),
             max_rows=integer("FRAUD_MAX_ROWS", defaults.max_rows),

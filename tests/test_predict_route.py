@@ -14,10 +14,14 @@ from fraud_detection.predict_route import PredictHandler
 from fraud_detection.predict_route import PredictHandlerSlot
 from fraud_detection.request_codec import PredictionEncoder
 from fraud_detection.request_codec import TransactionDecoder
+from fraud_detection.routing.router import ChampionChallenger
+from fraud_detection.routing.router import ServedModel
 from tests.conftest import call_asgi
 from tests.conftest import read_body
 
-GOOD = json.dumps({"transactions": [EXAMPLE_TRANSACTION, EXAMPLE_TRANSACTION]}).encode()
+GOOD = json.dumps(
+    {"transactions": [EXAMPLE_TRANSACTION, {**EXAMPLE_TRANSACTION, "transaction_id": "card-7"}]}
+).encode()
 
 
 class Downstream:
@@ -33,10 +37,12 @@ class Downstream:
 
 
 def handler(score) -> PredictHandler:
+    """The route's handler around the real router, with `score` as the champion's batcher."""
+    router = ChampionChallenger(ServedModel("fraud-mlp", "v1", 0.5, score))
     return PredictHandler(
         decoder=TransactionDecoder(max_rows=10),
-        score=score,
-        encoder=PredictionEncoder(0.5, "fraud-mlp", "v1"),
+        score=router.score,
+        encoder=PredictionEncoder("fraud-mlp", "v1"),
         server_header=b"test",
     )
 
@@ -59,10 +65,13 @@ def test_a_valid_body_is_scored_and_answered_without_reaching_downstream() -> No
     slot.attach(handler(score))
     status, body, headers = call(FastPredictRoute(downstream, slot), GOOD, chunks=3)
     assert status == 200 and headers[b"server"] == b"test"
-    assert [(r["fraud_probability"], r["is_fraud"]) for r in json.loads(body)] == [
+    answer = json.loads(body)
+    assert [(r["fraud_probability"], r["is_fraud"]) for r in answer] == [
         (0.25, False),
         (0.75, True),
     ]
+    assert answer[1]["transaction_id"] == "card-7", "the caller's id is echoed"
+    assert answer[0]["transaction_id"].startswith("tx-"), "a missing id is assigned"
     assert seen[0].shape == (2, 30) and not downstream.bodies
 
 

@@ -20,9 +20,11 @@ from fraud_detection.api_models import EXAMPLE_TRANSACTION
 from fraud_detection.api_models import FEATURE_LIMIT
 from fraud_detection.api_models import Prediction
 from fraud_detection.api_models import Transaction
+from fraud_detection.api_models import transaction_ids
 from fraud_detection.api_models import transactions_to_array
 from fraud_detection.request_codec import PredictionEncoder
 from fraud_detection.request_codec import TransactionDecoder
+from fraud_detection.routing.router import RoutedScores
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import NON_NEGATIVE_FEATURES
 
@@ -37,12 +39,22 @@ class PydanticRequest(BaseModel):
     transactions: Annotated[list[Transaction], Field(min_length=1, max_length=MAX_ROWS)]
 
 
-def pydantic_features(body: bytes) -> np.ndarray | None:
+def pydantic_features(body: bytes) -> tuple[np.ndarray, list[str | None]] | None:
     try:
         request = PydanticRequest.model_validate_json(body)
     except ValidationError:
         return None
-    return transactions_to_array(request.transactions)
+    return transactions_to_array(request.transactions), transaction_ids(request.transactions)
+
+
+#: Ids on both sides of the rule (1-64 visible ASCII characters), and ones of the wrong type.
+IDS = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=66),
+    st.sampled_from(["", " ", "a b", "tab\t", "é", "x" * 64, "x" * 65, "ok-1:2/3"]),
+    st.integers(),
+    st.none(),
+    st.booleans(),
+)
 
 
 values = st.one_of(
@@ -68,6 +80,8 @@ def rows(draw: st.DrawFn) -> dict[str, Any]:
         row.pop(draw(st.sampled_from(FEATURE_NAMES)))
     if draw(st.integers(0, 9)) == 0:
         row[draw(st.sampled_from(["merchant", "v1", "Class"]))] = 1.0
+    if draw(st.booleans()):
+        row["transaction_id"] = draw(IDS)
     return row
 
 
@@ -93,8 +107,10 @@ def test_fast_decoder_accepts_and_reads_exactly_what_pydantic_does(body: bytes) 
     reference = pydantic_features(body)
     assert (fast is None) == (reference is None), body
     if fast is not None:
-        np.testing.assert_array_equal(fast, reference)
-        assert fast.dtype == np.float32 and fast.shape[1] == len(FEATURE_NAMES)
+        assert reference is not None
+        np.testing.assert_array_equal(fast.features, reference[0])
+        assert fast.transaction_ids == reference[1]
+        assert fast.features.dtype == np.float32 and fast.features.shape[1] == len(FEATURE_NAMES)
 
 
 @pytest.mark.parametrize(
@@ -109,6 +125,12 @@ def test_fast_decoder_accepts_and_reads_exactly_what_pydantic_does(body: bytes) 
         json.dumps({"transactions": [{**EXAMPLE_TRANSACTION, "V7": "1.0"}]}).encode(),
         json.dumps({"transactions": [{**EXAMPLE_TRANSACTION, "V7": True}]}).encode(),
         json.dumps({"transactions": [{**EXAMPLE_TRANSACTION, "extra": 1.0}]}).encode(),
+        json.dumps({"transactions": [{**EXAMPLE_TRANSACTION, "transaction_id": ""}]}).encode(),
+        json.dumps(
+            {"transactions": [{**EXAMPLE_TRANSACTION, "transaction_id": "a" * 65}]}
+        ).encode(),
+        json.dumps({"transactions": [{**EXAMPLE_TRANSACTION, "transaction_id": "a b"}]}).encode(),
+        json.dumps({"transactions": [{**EXAMPLE_TRANSACTION, "transaction_id": 7}]}).encode(),
     ],
 )
 def test_bodies_broken_in_known_ways_are_refused(body: bytes) -> None:
@@ -118,15 +140,29 @@ def test_bodies_broken_in_known_ways_are_refused(body: bytes) -> None:
 
 def test_rows_come_out_in_schema_order_whatever_the_key_order() -> None:
     row = {name: float(i) for i, name in reversed(list(enumerate(FEATURE_NAMES)))}
-    features = TransactionDecoder(MAX_ROWS).decode(json.dumps({"transactions": [row]}).encode())
-    assert features is not None
-    np.testing.assert_array_equal(features[0], np.arange(len(FEATURE_NAMES)))
+    decoded = TransactionDecoder(MAX_ROWS).decode(json.dumps({"transactions": [row]}).encode())
+    assert decoded is not None
+    np.testing.assert_array_equal(decoded.features[0], np.arange(len(FEATURE_NAMES)))
 
 
-def test_encoded_answer_is_the_prediction_list_with_the_threshold_applied() -> None:
+def test_encoded_answer_is_the_prediction_list_in_order_with_ids() -> None:
     scores = np.array([0.1, 0.5, 0.50001, 0.99], dtype=np.float32)
-    encoded = PredictionEncoder(0.5, "fraud-mlp", "v1").encode(scores)
+    routed = RoutedScores(["a", "b", "c", "d"], scores, scores >= 0.5, None)
+    encoded = PredictionEncoder("fraud-mlp", "v1").encode(routed)
     parsed = TypeAdapter(list[Prediction]).validate_json(encoded)
+    assert [p.transaction_id for p in parsed] == ["a", "b", "c", "d"]
     assert [p.is_fraud for p in parsed] == [False, True, True, True]
     assert [p.fraud_probability for p in parsed] == scores.tolist()
     assert {(p.model, p.model_version) for p in parsed} == {("fraud-mlp", "v1")}
+
+
+def test_canary_rows_name_the_challenger_that_decided_them() -> None:
+    scores = np.array([0.1, 0.9, 0.2], dtype=np.float32)
+    by_challenger = np.array([False, True, False])
+    routed = RoutedScores(["a", "b", "c"], scores, scores >= 0.5, by_challenger)
+    parsed = PredictionEncoder("fraud-mlp", "v1", "fraud-distilbert", "v9").records(routed)
+    assert [(p["model"], p["model_version"]) for p in parsed] == [
+        ("fraud-mlp", "v1"),
+        ("fraud-distilbert", "v9"),
+        ("fraud-mlp", "v1"),
+    ]

@@ -44,12 +44,32 @@ def test_settings_defaults_and_overrides() -> None:
         ServingSettings.from_env({"FRAUD_WORKERS": "0"})
 
 
+def test_models_are_named_by_kind_or_by_stored_tag() -> None:
+    pinned = ServingSettings.from_env(
+        {"FRAUD_MODEL": "fraud-mlp:abc", "FRAUD_CHALLENGER": "distilbert"}
+    )
+    assert (pinned.model_kind, pinned.model_tag) == ("mlp", "fraud-mlp:abc")
+    assert pinned.challenger_tag == "fraud-distilbert:latest"
+    older = ServingSettings.from_env({"FRAUD_CHALLENGER": "fraud-mlp:older"})
+    assert older.challenger_tag == "fraud-mlp:older", "an older version of the same kind"
+    assert ServingSettings.from_env({}).score_db_url.endswith("monitoring/fraud_scores.sqlite3")
+    pg = "postgresql://u:secret@db/fraud"
+    assert ServingSettings.from_env({"FRAUD_DB_URL": pg}).score_db_url == pg
+    assert "secret" not in repr(ServingSettings.from_env({"FRAUD_DB_URL": pg}))
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
         ({"FRAUD_MODEL": "xgboost"}, "FRAUD_MODEL='xgboost'"),
         ({"FRAUD_MAX_ROWS": "many"}, "FRAUD_MAX_ROWS='many'"),
         ({"FRAUD_MAX_LATENCY_MS": "0"}, "FRAUD_MAX_LATENCY_MS must be >= 1"),
+        ({"FRAUD_CHALLENGER": "fraud-xgb:v1"}, "FRAUD_CHALLENGER='fraud-xgb:v1'"),
+        ({"FRAUD_CHALLENGER": "fraud-mlp"}, "FRAUD_CHALLENGER names the champion itself"),
+        ({"FRAUD_CHALLENGER": "distilbert", "FRAUD_SHADOW_SHARE": "1.5"}, "FRAUD_SHADOW_SHARE"),
+        ({"FRAUD_CANARY_SHARE": "0.1"}, "FRAUD_CANARY_SHARE needs a FRAUD_CHALLENGER"),
+        ({"FRAUD_CHALLENGER": "distilbert", "FRAUD_SCORE_LOG": "0"}, "needs the score log"),
+        ({"FRAUD_FEEDBACK_MAX_ITEMS": "0"}, "FRAUD_FEEDBACK_MAX_ITEMS must be >= 1"),
     ],
 )
 def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:

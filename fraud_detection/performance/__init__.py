@@ -1,0 +1,1 @@
+"""Online model performance from late labels: ``GET /performance``, gauges and promotion."""

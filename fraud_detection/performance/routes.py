@@ -1,0 +1,171 @@
+"""``POST /feedback`` (late labels in) and ``GET /performance`` (online metrics out).
+
+Served by an ASGI middleware, like ``/predict``'s fast route, so each answer is exactly what
+the issue of the moment needs: a bare JSON list of labels is accepted (as is
+``{"labels": [...]}``), a bad item is a 400 naming it, and a database that is down is a 503
+whose body says so (BentoML 1.4 replaces the text of its own 5xx answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Annotated
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import TypeAdapter
+from pydantic import ValidationError
+
+from fraud_detection.http_guards import ASGIApp
+from fraud_detection.http_guards import Receive
+from fraud_detection.http_guards import Scope
+from fraud_detection.http_guards import Send
+from fraud_detection.http_guards import send_json
+from fraud_detection.http_guards import send_json_bytes
+from fraud_detection.performance.metrics import PerformanceMonitor
+from fraud_detection.predict_route import read_body
+from fraud_detection.routing.shadow import ShadowScorer
+from fraud_detection.routing.transaction_ids import TRANSACTION_ID_PATTERN
+from fraud_detection.score_log.database import DatabaseUnavailable
+from fraud_detection.score_log.database import ScoreDatabase
+from fraud_detection.score_log.database import now
+from fraud_detection.score_log.database import redacted
+from fraud_detection.score_log.writer import ScoreLogWriter
+
+logger = logging.getLogger(__name__)
+
+FEEDBACK_PATH = "/feedback"
+PERFORMANCE_PATH = "/performance"
+
+
+class Feedback(BaseModel):
+    """The label of one scored transaction: 1 fraud (chargeback, confirmed), 0 genuine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transaction_id: str = Field(pattern=TRANSACTION_ID_PATTERN, max_length=64)
+    label: int = Field(strict=True, ge=0, le=1, description="1 = fraud, 0 = genuine")
+
+
+def feedback_adapter(max_items: int) -> TypeAdapter[list[Feedback]]:
+    """Validates a feedback body's list: 1 to `max_items` labels."""
+    return TypeAdapter(Annotated[list[Feedback], Field(min_length=1, max_length=max_items)])
+
+
+@dataclass
+class Outcomes:
+    """A worker's score database, log writer, shadow scorer and performance monitor."""
+
+    database: ScoreDatabase
+    score_log: ScoreLogWriter
+    monitor: PerformanceMonitor
+    shadow: ShadowScorer | None
+    max_feedback_items: int
+
+    def __post_init__(self) -> None:
+        self.feedback_body = feedback_adapter(self.max_feedback_items)
+
+    def record_feedback(self, items: list[Feedback]) -> dict[str, Any]:
+        """Store the labels of known ids (the last one wins for a repeated id); count the rest."""
+        labels = {item.transaction_id: item.label for item in items}
+        known = self.database.known_ids(list(labels))
+        unknown = [tid for tid in labels if tid not in known]
+        self.database.upsert_labels([(t, y) for t, y in labels.items() if t in known], now())
+        return {
+            "received": len(items),
+            "stored": len(labels) - len(unknown),
+            "unknown": len(unknown),
+            "unknown_ids": unknown,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """This worker's view of the score log (its own writer; the database is shared)."""
+        return {
+            "url": redacted(self.database.url),
+            "score_log": self.score_log.stats.as_dict(),
+            "shadow": None if self.shadow is None else vars(self.shadow.stats).copy(),
+        }
+
+    def performance(self) -> tuple[int, dict[str, Any]]:
+        """The ``/performance`` status and document."""
+        try:
+            document = self.monitor.performance.compute()
+        except DatabaseUnavailable as e:
+            self.monitor.refresh()  # sets fraud_score_db_up to 0
+            return 503, {"database": {"status": "unavailable", "error": str(e), **self.status()}}
+        self.monitor.refresh_from(document)
+        return 200, {**document, "database": {"status": "ok", **self.status()}}
+
+
+class OutcomesSlot:
+    """Filled by the service instance when a worker starts (None: score log off)."""
+
+    outcomes: Outcomes | None = None
+
+
+def _validation_error(e: ValidationError) -> bytes:
+    return json.dumps(
+        {
+            "error": f"{e.error_count()} validation error(s) in the feedback body",
+            "detail": e.errors(include_url=False, include_context=False, include_input=False),
+        }
+    ).encode()
+
+
+class OutcomeRoutes:
+    """ASGI middleware answering ``POST /feedback`` and ``GET /performance``."""
+
+    def __init__(self, app: ASGIApp, slot: OutcomesSlot) -> None:
+        self.app = app
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in (FEEDBACK_PATH, PERFORMANCE_PATH):
+            await self.app(scope, receive, send)
+            return
+        method = "POST" if scope["path"] == FEEDBACK_PATH else "GET"
+        if scope["method"] != method and not (method == "GET" and scope["method"] == "HEAD"):
+            await send_json(
+                send, 405, f"{scope['path']} answers {method} only", [(b"allow", method.encode())]
+            )
+            return
+        outcomes = self.slot.outcomes
+        if outcomes is None:
+            await send_json(
+                send, 404, "the score log is off (FRAUD_SCORE_LOG=0): no feedback or performance"
+            )
+            return
+        if method == "GET":
+            status, document = await asyncio.to_thread(outcomes.performance)
+            await send_json_bytes(send, status, json.dumps(document).encode())
+            return
+        body, _ = await read_body(receive)
+        try:
+            parsed = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            await send_json(send, 400, f"the feedback body is not JSON: {e}")
+            return
+        if isinstance(parsed, dict) and set(parsed) == {"labels"}:
+            parsed = parsed["labels"]
+        try:
+            items = outcomes.feedback_body.validate_python(parsed)
+        except ValidationError as e:
+            await send_json_bytes(send, 400, _validation_error(e))
+            return
+        try:
+            answer = await asyncio.to_thread(outcomes.record_feedback, items)
+        except DatabaseUnavailable as e:
+            logger.warning("Feedback not stored: %s", e)
+            await send_json(
+                send,
+                503,
+                f"the score database is unavailable; resend later: {e}",
+                [(b"retry-after", b"30")],
+            )
+            return
+        await send_json_bytes(send, 200, json.dumps(answer).encode())

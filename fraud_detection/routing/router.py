@@ -1,0 +1,133 @@
+"""`ChampionChallenger`: scores a request with the champion, the canary share with the
+challenger, and records every transaction in the score log (the shadow share via the
+challenger's thread)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fraud_detection.routing.shadow import ShadowScorer
+from fraud_detection.routing.transaction_ids import TransactionIdAssigner
+from fraud_detection.routing.transaction_ids import traffic_buckets
+from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.score_log.writer import ScoredBatch
+from fraud_detection.score_log.writer import ScoreLogWriter
+
+AMOUNT_COLUMN = FEATURE_NAMES.index("Amount")
+
+Score = Callable[[np.ndarray], Awaitable[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model as the router sees it: store name, version, decision threshold, batched scorer."""
+
+    name: str
+    version: str
+    threshold: float
+    score: Score
+
+
+@dataclass(frozen=True)
+class RoutedScores:
+    """What a request's transactions were answered with, in request order."""
+
+    transaction_ids: list[str]
+    probabilities: np.ndarray
+    is_fraud: np.ndarray
+    by_challenger: np.ndarray | None  # None: the champion answered every row
+
+
+@dataclass(frozen=True)
+class TrafficShares:
+    """Shares of transactions the challenger decides (canary) or only scores (shadow)."""
+
+    canary: float = 0.0
+    shadow: float = 0.0
+
+
+class ChampionChallenger:
+    """Routes each request's rows; with no challenger and no log, it is the champion alone."""
+
+    def __init__(
+        self,
+        champion: ServedModel,
+        *,
+        challenger: ServedModel | None = None,
+        shares: TrafficShares = TrafficShares(),
+        score_log: ScoreLogWriter | None = None,
+        shadow: ShadowScorer | None = None,
+    ) -> None:
+        self.champion = champion
+        self.challenger = challenger
+        self.shares = shares
+        self.score_log = score_log
+        self.shadow = shadow
+        self.ids = TransactionIdAssigner()
+
+    async def score(
+        self, features: np.ndarray, transaction_ids: Sequence[str | None] | None = None
+    ) -> RoutedScores:
+        """Score `features`; ids missing from `transaction_ids` (or all, when None) are made."""
+        ids = (
+            self.ids.new(len(features))
+            if transaction_ids is None
+            else self.ids.complete(transaction_ids)
+        )
+        champion_p = await self.champion.score(features)
+        is_fraud = champion_p >= self.champion.threshold
+        if self.challenger is None:
+            self._record(ids, features, champion_p, is_fraud, None, None, None)
+            return RoutedScores(ids, champion_p, is_fraud, None)
+        buckets = traffic_buckets(ids)
+        canary = buckets < self.shares.canary
+        challenger_p = None
+        probabilities = champion_p
+        if canary.any():
+            canary_p = await self.challenger.score(features[canary])
+            challenger_p = np.full(len(ids), np.nan)
+            challenger_p[canary] = canary_p
+            probabilities = champion_p.copy()
+            probabilities[canary] = canary_p
+            is_fraud = is_fraud.copy()
+            is_fraud[canary] = canary_p >= self.challenger.threshold
+        shadow_rows = np.flatnonzero((buckets < self.shares.shadow) & ~canary)
+        self._record(ids, features, champion_p, is_fraud, canary, challenger_p, shadow_rows)
+        return RoutedScores(ids, probabilities, is_fraud, canary)
+
+    def _record(
+        self,
+        ids: list[str],
+        features: np.ndarray,
+        champion_p: np.ndarray,
+        is_fraud: np.ndarray,
+        by_challenger: np.ndarray | None,
+        challenger_p: np.ndarray | None,
+        shadow_rows: np.ndarray | None,
+    ) -> None:
+        if self.score_log is None:
+            return
+        challenger = self.challenger
+        batch = ScoredBatch(
+            transaction_ids=ids,
+            scored_at=time.time(),
+            model=self.champion.name,
+            model_version=self.champion.version,
+            probabilities=champion_p,
+            is_fraud=is_fraud,
+            served_by_challenger=by_challenger,
+            amounts=features[:, AMOUNT_COLUMN],
+            challenger=None if challenger is None else challenger.name,
+            challenger_version=None if challenger is None else challenger.version,
+            challenger_probabilities=challenger_p,
+        )
+        if self.shadow is not None and shadow_rows is not None and len(shadow_rows):
+            self.shadow.submit(batch, shadow_rows, features[shadow_rows])
+        else:
+            self.score_log.submit(batch)

@@ -1,0 +1,1 @@
+"""The score log: every scored transaction and its late label, in SQLite or PostgreSQL."""

@@ -1,0 +1,331 @@
+"""`ScoreDatabase`: where scored transactions and their late labels live (SQLite or PostgreSQL).
+
+Two tables: ``scores`` (one row per scored transaction: id, time, champion and its
+probability, the decision served, which model served it, and the challenger's probability
+when one ran) and ``labels`` (one row per labelled transaction; a relabel overwrites). Times
+are Unix seconds. The schema is versioned in ``schema_version`` and migrated forward when a
+worker first connects; several workers may connect at once, so migrations take a lock
+(SQLite ``BEGIN IMMEDIATE``, a PostgreSQL advisory lock).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from typing import Protocol
+
+#: Columns of ``scores`` in the order `ScoreDatabase.insert_scores` takes them.
+SCORE_COLUMNS = (
+    "transaction_id",
+    "scored_at",
+    "model",
+    "model_version",
+    "probability",
+    "is_fraud",
+    "served_by",
+    "amount",
+    "challenger",
+    "challenger_version",
+    "challenger_probability",
+)
+
+#: One ``scores`` row, in `SCORE_COLUMNS` order.
+ScoreRow = tuple[
+    str, float, str, str, float, bool, str, float, str | None, str | None, float | None
+]
+
+#: Forward migrations, one list of statements per schema version (never edit a shipped one).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE scores (
+            transaction_id TEXT NOT NULL,
+            scored_at DOUBLE PRECISION NOT NULL,
+            model TEXT NOT NULL,
+            model_version TEXT NOT NULL,
+            probability DOUBLE PRECISION NOT NULL,
+            is_fraud BOOLEAN NOT NULL,
+            served_by TEXT NOT NULL,
+            challenger TEXT,
+            challenger_version TEXT,
+            challenger_probability DOUBLE PRECISION
+        )""",
+        "CREATE INDEX scores_transaction_id ON scores (transaction_id)",
+        """CREATE TABLE labels (
+            transaction_id TEXT PRIMARY KEY,
+            label SMALLINT NOT NULL CHECK (label IN (0, 1)),
+            labelled_at DOUBLE PRECISION NOT NULL
+        )""",
+    ),
+    (
+        # v2: the amount, for the cost rule (a missed fraud costs its amount), and a time index
+        # for the trailing windows.
+        "ALTER TABLE scores ADD COLUMN amount DOUBLE PRECISION NOT NULL DEFAULT 0",
+        "CREATE INDEX scores_scored_at ON scores (scored_at)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: Ids per ``IN (...)`` query: under SQLite's bound-parameter limit.
+_ID_CHUNK = 500
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The score database cannot be reached or written; predictions go on without it."""
+
+
+@dataclass(frozen=True)
+class LabelledScore:
+    """A labelled transaction with its latest score (`LabelledScores` holds them as columns)."""
+
+    transaction_id: str
+    scored_at: float
+    model: str
+    model_version: str
+    probability: float
+    amount: float
+    challenger: str | None
+    challenger_version: str | None
+    challenger_probability: float | None
+    label: int
+    labelled_at: float
+
+
+class ScoreDatabase(Protocol):
+    """What the writer, ``/feedback``, ``/performance`` and promotion need from a database."""
+
+    url: str
+
+    def migrate(self) -> int: ...
+
+    def insert_scores(self, rows: Sequence[ScoreRow]) -> None: ...
+
+    def upsert_labels(self, labels: Sequence[tuple[str, int]], labelled_at: float) -> None: ...
+
+    def known_ids(self, ids: Sequence[str]) -> set[str]: ...
+
+    def labelled_scores(self, since: float, limit: int) -> list[LabelledScore]: ...
+
+    def scored_count(self, since: float) -> int: ...
+
+
+class _SqlDatabase:
+    """The SQL both backends share; subclasses open connections and bulk-insert."""
+
+    url: str
+    placeholder = "?"
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.placeholder)
+
+    def _lock_for_migration(self, cursor: Any) -> None:
+        raise NotImplementedError
+
+    def migrate(self) -> int:
+        """Bring the schema to `SCHEMA_VERSION`; returns the version found before."""
+        with self._connection() as conn:
+            cursor = conn.cursor()
+            self._lock_for_migration(cursor)
+            cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            cursor.execute("SELECT MAX(version) FROM schema_version")
+            found = cursor.fetchone()[0] or 0
+            if found > SCHEMA_VERSION:
+                raise DatabaseUnavailable(
+                    f"{self.url}: schema version {found} is newer than this service's "
+                    f"{SCHEMA_VERSION}; upgrade the service"
+                )
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    cursor.execute(statement)
+                cursor.execute(self._sql("INSERT INTO schema_version VALUES (?)"), (version,))
+            conn.commit()
+            return found
+
+    def upsert_labels(self, labels: Sequence[tuple[str, int]], labelled_at: float) -> None:
+        """Store labels; a new label for an id overwrites its old one (and its time)."""
+        with self._connection() as conn:
+            conn.cursor().executemany(
+                self._sql(
+                    "INSERT INTO labels (transaction_id, label, labelled_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (transaction_id) DO UPDATE "
+                    "SET label = excluded.label, labelled_at = excluded.labelled_at "
+                    "WHERE labels.label <> excluded.label"
+                ),
+                [(tid, label, labelled_at) for tid, label in labels],
+            )
+            conn.commit()
+
+    def known_ids(self, ids: Sequence[str]) -> set[str]:
+        """The ids among `ids` that have a score."""
+        unique = list(dict.fromkeys(ids))
+        found: set[str] = set()
+        with self._connection() as conn:
+            cursor = conn.cursor()
+            for start in range(0, len(unique), _ID_CHUNK):
+                chunk = unique[start : start + _ID_CHUNK]
+                marks = ", ".join([self.placeholder] * len(chunk))
+                cursor.execute(
+                    f"SELECT DISTINCT transaction_id FROM scores WHERE transaction_id IN ({marks})",
+                    chunk,
+                )
+                found.update(row[0] for row in cursor.fetchall())
+        return found
+
+    def labelled_scores(self, since: float, limit: int) -> list[LabelledScore]:
+        """Labelled transactions scored at or after `since`, newest first, at most `limit`.
+
+        A transaction scored twice (a client retry) counts once, with its latest score.
+        """
+        with self._connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                self._sql(
+                    "SELECT s.transaction_id, s.scored_at, s.model, s.model_version, "
+                    "s.probability, s.amount, s.challenger, s.challenger_version, "
+                    "s.challenger_probability, l.label, l.labelled_at "
+                    "FROM labels l JOIN scores s ON s.transaction_id = l.transaction_id "
+                    "WHERE s.scored_at >= ? ORDER BY s.scored_at DESC"
+                ),
+                (since,),
+            )
+            seen: set[str] = set()
+            rows: list[LabelledScore] = []
+            for row in cursor:
+                if row[0] in seen:
+                    continue
+                seen.add(row[0])
+                rows.append(LabelledScore(*row))
+                if len(rows) == limit:
+                    break
+            return rows
+
+    def scored_count(self, since: float) -> int:
+        """Distinct transactions scored at or after `since`."""
+        with self._connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                self._sql("SELECT COUNT(DISTINCT transaction_id) FROM scores WHERE scored_at >= ?"),
+                (since,),
+            )
+            return int(cursor.fetchone()[0])
+
+
+class SqliteScoreDatabase(_SqlDatabase):
+    """A SQLite file in WAL mode: readers never block the writers of other workers."""
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 10.0) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.busy_timeout_s = busy_timeout_s
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_s, isolation_level="DEFERRED"
+            )
+        except (OSError, sqlite3.Error) as e:
+            raise DatabaseUnavailable(f"{self.url}: {e}") from e
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, not per row
+            yield conn
+        except sqlite3.Error as e:
+            conn.rollback()
+            raise DatabaseUnavailable(f"{self.url}: {e}") from e
+        finally:
+            conn.close()
+
+    def _lock_for_migration(self, cursor: Any) -> None:
+        cursor.execute("BEGIN IMMEDIATE")
+
+    def insert_scores(self, rows: Sequence[ScoreRow]) -> None:
+        """Append score rows in one transaction."""
+        marks = ", ".join("?" * len(SCORE_COLUMNS))
+        with self._connection() as conn:
+            conn.executemany(
+                f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) VALUES ({marks})", rows
+            )
+            conn.commit()
+
+
+class PostgresScoreDatabase(_SqlDatabase):
+    """PostgreSQL through psycopg 3: rows arrive with ``COPY``, for several replicas at once."""
+
+    placeholder = "%s"
+
+    def __init__(self, url: str, connect_timeout_s: int = 5) -> None:
+        self.url = url
+        self.connect_timeout_s = connect_timeout_s
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        import psycopg  # only deployments with FRAUD_DB_URL=postgresql://... load it
+
+        try:
+            conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout_s)
+        except psycopg.Error as e:
+            raise DatabaseUnavailable(f"{redacted(self.url)}: {e}") from e
+        try:
+            yield conn
+        except psycopg.Error as e:
+            conn.rollback()
+            raise DatabaseUnavailable(f"{redacted(self.url)}: {e}") from e
+        finally:
+            conn.close()
+
+    def _lock_for_migration(self, cursor: Any) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(727272)")  # any constant: one migrator
+
+    def known_ids(self, ids: Sequence[str]) -> set[str]:
+        with self._connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                "SELECT DISTINCT transaction_id FROM scores WHERE transaction_id = ANY(%s)",
+                (list(dict.fromkeys(ids)),),
+            )
+            return {row[0] for row in cursor.fetchall()}
+
+    def insert_scores(self, rows: Sequence[ScoreRow]) -> None:
+        """Append score rows with one ``COPY``."""
+        with self._connection() as conn:
+            cursor = conn.cursor()
+            with cursor.copy(f"COPY scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn.commit()
+
+
+def redacted(url: str) -> str:
+    """`url` without its password, for logs and ``/performance``."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def open_database(url: str) -> ScoreDatabase:
+    """The database of a ``sqlite:///path`` or ``postgresql://...`` URL (not yet connected)."""
+    if url.startswith("sqlite:///"):
+        return SqliteScoreDatabase(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresScoreDatabase(url)
+    raise ValueError(
+        f"FRAUD_DB_URL={redacted(url)!r}: use sqlite:///<path> or postgresql://user@host/db"
+    )
+
+
+def now() -> float:
+    """The time stored in the tables (Unix seconds)."""
+    return time.time()

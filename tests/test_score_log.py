@@ -1,0 +1,194 @@
+"""The score log on real databases: SQLite files and a PostgreSQL 15 server started here."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from benchmarks.postgres_server import PostgresServer
+from fraud_detection.score_log.database import MIGRATIONS
+from fraud_detection.score_log.database import SCHEMA_VERSION
+from fraud_detection.score_log.database import DatabaseUnavailable
+from fraud_detection.score_log.database import ScoreDatabase
+from fraud_detection.score_log.database import SqliteScoreDatabase
+from fraud_detection.score_log.database import open_database
+from fraud_detection.score_log.database import redacted
+from fraud_detection.score_log.writer import ScoredBatch
+from fraud_detection.score_log.writer import ScoreLogWriter
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer.create(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+_databases = iter(range(10**6))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(
+    request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> ScoreDatabase:
+    """An empty database of each kind (a fresh PostgreSQL database per test)."""
+    if request.param == "sqlite":
+        return open_database(f"sqlite:///{tmp_path / 'scores.sqlite3'}")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"test_{next(_databases)}"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return open_database(server.url.rsplit("/", 1)[0] + f"/{name}")
+
+
+def batch(ids: list[str], probabilities: list[float], **fields) -> ScoredBatch:
+    p = np.array(probabilities, dtype=np.float32)
+    return ScoredBatch(
+        transaction_ids=ids,
+        scored_at=fields.pop("scored_at", time.time()),
+        model="fraud-mlp",
+        model_version="v1",
+        probabilities=p,
+        is_fraud=p >= 0.5,
+        served_by_challenger=fields.pop("served_by_challenger", None),
+        amounts=np.arange(len(ids), dtype=np.float32) + 1,
+        **fields,
+    )
+
+
+def test_schema_is_created_then_migrations_are_idempotent(database: ScoreDatabase) -> None:
+    assert database.migrate() == 0
+    assert database.migrate() == SCHEMA_VERSION, "second start: nothing to do"
+    assert database.scored_count(0) == 0
+
+
+def test_a_version_1_database_is_migrated_with_its_rows_kept(database: ScoreDatabase) -> None:
+    with database._connection() as conn:  # type: ignore[attr-defined]
+        cursor = conn.cursor()
+        cursor.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in MIGRATIONS[0]:
+            cursor.execute(statement)
+        cursor.execute("INSERT INTO schema_version VALUES (1)")
+        cursor.execute(
+            "INSERT INTO scores (transaction_id, scored_at, model, model_version, probability, "
+            "is_fraud, served_by) VALUES ('old-1', 1.0, 'fraud-mlp', 'v0', 0.9, TRUE, 'champion')"
+        )
+        conn.commit()
+    assert database.migrate() == 1
+    database.upsert_labels([("old-1", 1)], labelled_at=2.0)
+    (row,) = database.labelled_scores(0, 10)
+    assert (row.transaction_id, row.amount, row.label) == ("old-1", 0.0, 1)
+
+
+def test_several_workers_migrate_at_once_without_clashing(database: ScoreDatabase) -> None:
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            database.migrate()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with database._connection() as conn:  # type: ignore[attr-defined]
+        cursor = conn.cursor()
+        cursor.execute("SELECT version FROM schema_version ORDER BY version")
+        assert [r[0] for r in cursor.fetchall()] == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_written_rows_join_their_labels_and_a_relabel_overwrites(database: ScoreDatabase) -> None:
+    writer = ScoreLogWriter(database, flush_interval_s=0.05)
+    challenger_p = np.array([np.nan, 0.8, np.nan])
+    writer.submit(
+        batch(
+            ["a", "b", "c"],
+            [0.1, 0.7, 0.2],
+            scored_at=100.0,
+            served_by_challenger=np.array([False, True, False]),
+            challenger="fraud-distilbert",
+            challenger_version="v2",
+            challenger_probabilities=challenger_p,
+        )
+    )
+    writer.submit(batch(["a"], [0.3], scored_at=200.0))  # a client retry, scored again
+    writer.close()
+    assert writer.stats.written_rows == 4 and writer.stats.dropped_rows == 0
+    assert database.known_ids(["a", "b", "zzz", "a"]) == {"a", "b"}
+    database.upsert_labels([("a", 1), ("b", 0)], labelled_at=300.0)
+    database.upsert_labels([("b", 1)], labelled_at=400.0)
+    database.upsert_labels([("a", 1)], labelled_at=500.0)  # same label again: time kept
+    rows = {r.transaction_id: r for r in database.labelled_scores(0, 10)}
+    assert set(rows) == {"a", "b"}, "c has no label; a counts once"
+    assert rows["a"].scored_at == 200.0 and rows["a"].probability == pytest.approx(0.3)
+    assert (rows["a"].label, rows["a"].labelled_at) == (1, 300.0)
+    assert (rows["b"].label, rows["b"].labelled_at) == (1, 400.0)
+    assert rows["b"].challenger == "fraud-distilbert" and rows["b"].challenger_probability == (
+        pytest.approx(0.8)
+    )
+    assert rows["a"].challenger is None and rows["a"].challenger_probability is None
+    assert rows["b"].amount == 2.0
+    assert database.scored_count(150.0) == 1 and database.scored_count(0) == 3
+    assert [r.transaction_id for r in database.labelled_scores(0, 1)] == ["a"], "newest first"
+
+
+def test_sqlite_takes_writers_from_several_processes_in_wal_mode(tmp_path: Path) -> None:
+    database = SqliteScoreDatabase(tmp_path / "scores.sqlite3")
+    database.migrate()
+    writers = [ScoreLogWriter(SqliteScoreDatabase(database.path)) for _ in range(3)]
+    for w, writer in enumerate(writers):
+        for i in range(20):
+            writer.submit(batch([f"w{w}-{i}-{j}" for j in range(50)], [0.1] * 50))
+    for writer in writers:
+        writer.close()
+    assert database.scored_count(0) == 3 * 20 * 50
+    with sqlite3.connect(database.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_database_that_is_down_keeps_rows_queued_then_drops_and_counts_the_excess(
+    tmp_path: Path,
+) -> None:
+    server = PostgresServer.create(tmp_path / "pg")
+    server.stop()
+    database = open_database(server.url)
+    writer = ScoreLogWriter(
+        database, max_pending_rows=100, flush_interval_s=0.05, retry_after_s=0.1
+    )
+    for i in range(15):
+        writer.submit(batch([f"t{i}-{j}" for j in range(10)], [0.2] * 10))
+    assert writer.stats.dropped_rows == 50, "100 rows kept for later, the rest counted"
+    deadline = time.monotonic() + 10
+    while writer.stats.failed_writes == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.stats.failed_writes >= 1 and "127.0.0.1" in (writer.stats.last_error or "")
+    with pytest.raises(DatabaseUnavailable):
+        database.scored_count(0)
+    server.start()
+    writer.retry_after_s = 0.05
+    deadline = time.monotonic() + 20
+    while writer.stats.written_rows < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    writer.close()
+    server.stop()
+    assert writer.stats.written_rows == 100 and writer.stats.last_error is None
+
+
+def test_database_urls_are_checked_and_passwords_never_shown() -> None:
+    with pytest.raises(ValueError, match="sqlite:///<path> or postgresql://"):
+        open_database("mysql://root:hunter2@db/fraud")
+    assert (
+        redacted("postgresql://app:hunter2@db:5432/fraud") == "postgresql://app:***@db:5432/fraud"
+    )
+    assert redacted("sqlite:////var/scores.db") == "sqlite:////var/scores.db"
