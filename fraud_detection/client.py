@@ -48,11 +48,12 @@ def score_frame(
     chunk_size: int = 1000,
     retries: int = 4,
 ) -> pd.DataFrame:
-    """Score every row of `frame` (extra columns are ignored) through ``POST /predict``.
+    """Score every row of `frame` through ``POST /predict``; other columns are ignored, except
+    ``transaction_id``, which is sent (so labels can be fed back to ``POST /feedback``).
 
-    Returns a frame with the same index and the columns ``fraud_probability``,
-    ``is_fraud``, ``model`` and ``model_version``. Chunks answered 503 (overload) are retried
-    up to `retries` times with backoff.
+    Returns a frame with the same index and the columns ``transaction_id`` (yours, or the
+    service's), ``fraud_probability``, ``is_fraud``, ``model`` and ``model_version``. Chunks
+    answered 503 (overload) are retried up to `retries` times with backoff.
 
     >>> with bentoml.SyncHTTPClient("http://localhost:3000") as client:  # doctest: +SKIP
     ...     scores = score_frame(client, transactions)
@@ -62,13 +63,15 @@ def score_frame(
         raise ValueError(f"frame lacks feature columns {missing}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    features = frame.loc[:, list(FEATURE_NAMES)].astype(float)
+    sent = frame.loc[:, list(FEATURE_NAMES)].astype(float)
+    if "transaction_id" in frame.columns:
+        sent["transaction_id"] = frame["transaction_id"].astype(str)
     results: list[dict[str, Any]] = []
-    for start in range(0, len(features), chunk_size):
-        chunk = features.iloc[start : start + chunk_size].to_dict(orient="records")
+    for start in range(0, len(sent), chunk_size):
+        chunk = sent.iloc[start : start + chunk_size].to_dict(orient="records")
         results.extend(predict_with_retry(client, chunk, retries=retries))
     return pd.DataFrame(
         results,
         index=frame.index,
-        columns=["fraud_probability", "is_fraud", "model", "model_version"],
+        columns=["transaction_id", "fraud_probability", "is_fraud", "model", "model_version"],
     )

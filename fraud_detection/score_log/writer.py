@@ -130,6 +130,9 @@ class ScoreLogWriter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Migrate at start-up, so /performance works from the first request; a database that
+        # is down is retried from the thread while predictions go on.
+        self._ensure_schema()
         self._thread = threading.Thread(target=self._run, name="score-log", daemon=True)
         self._thread.start()
 
