@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 .PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	bench bench-ensemble bench-explain bench-gpu bench-peers quality audit clean-models
+	bench bench-ensemble bench-score-log promote bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model); `make serve`
@@ -175,6 +175,16 @@ bench-explain: models
 # temporary stores; ~10 min). Results: benchmarks/results/ensemble-serving-vm.{json,md}.
 bench-ensemble: install
 	$(BIN)/python -m benchmarks.ensemble_serving $(if $(DATA),--data $(DATA))
+
+# The score log (SQLite, PostgreSQL) and the shadow challenger against off, side by side (~30 min).
+bench-score-log: models
+	$(BIN)/python -m benchmarks.score_log_cost $(if $(DATA),--data $(DATA))
+
+# Promote the challenger: evidence first (same labelled transactions), then the env swap.
+# TARGET=cloudrun|gke|env; APPLY=1 runs the command instead of printing it.
+TARGET ?= env
+promote: install
+	$(BIN)/python -m fraud_detection.performance.promotion --target $(TARGET) $(if $(APPLY),--apply)
 
 # Our service next to KServe, MLServer, LitServe, Ray Serve and TorchServe serving the same ONNX
 # model behind the same JSON API (wrk + Locust, ~20 min; each peer's venv is built into

@@ -21,9 +21,11 @@ from hydra.utils import instantiate
 
 from fraud_detection.api_models import Prediction
 from fraud_detection.api_models import Transaction
+from fraud_detection.api_models import transaction_ids
 from fraud_detection.api_models import transactions_to_array
 from fraud_detection.catalog import CARD_FILE
 from fraud_detection.model_card import ModelCard
+from fraud_detection.routing.transaction_ids import TransactionIdAssigner
 from fraud_detection.settings import ServingSettings
 from training.preprocessing import FeatureScaler
 
@@ -50,6 +52,7 @@ network, threshold, tag = load_network(settings)
 name, _, version = tag.partition(":")
 # One request at a time, as a plain `def` endpoint over a shared model usually ends up.
 lock = threading.Lock()
+assigner = TransactionIdAssigner()
 app = FastAPI(title="fraud baseline (FastAPI + PyTorch)")
 
 
@@ -65,12 +68,14 @@ def predict(
     features = torch.from_numpy(transactions_to_array(transactions))
     with lock, torch.inference_mode():
         scores = torch.sigmoid(network(features)).reshape(-1).numpy()
+    ids = assigner.complete(transaction_ids(transactions))
     return [
         Prediction(
+            transaction_id=i,
             fraud_probability=float(p),
             is_fraud=bool(p >= threshold),
             model=name,
             model_version=version,
         )
-        for p in np.asarray(scores, dtype=np.float64)
+        for i, p in zip(ids, np.asarray(scores, dtype=np.float64), strict=True)
     ]

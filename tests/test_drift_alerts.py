@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from fraud_detection.drift.metrics import drift_metrics
+from fraud_detection.performance.metrics import performance_metrics
 from tests.conftest import REPO
 
 MONITORING = REPO / "deploy/monitoring"
@@ -37,10 +38,13 @@ def referenced_metrics(expressions: list[str]) -> set[str]:
 
 def exported_metrics() -> set[str]:
     """Names as scraped: prometheus_client adds ``_total`` to counters."""
-    names = set()
-    for m in vars(drift_metrics()).values():
-        names.add(m._name + "_total" if m._type == "counter" else m._name)
-    return names
+    performance = performance_metrics()
+    metrics = [
+        *vars(drift_metrics()).values(),
+        *performance.model_gauges.values(),
+        *(m for k, m in vars(performance).items() if k != "model_gauges"),
+    ]
+    return {m._name + "_total" if m._type == "counter" else m._name for m in metrics}
 
 
 def test_rules_and_policies_watch_exported_metrics() -> None:
@@ -48,9 +52,11 @@ def test_rules_and_policies_watch_exported_metrics() -> None:
     for expressions in (rule_expressions(), policy_queries()):
         used = referenced_metrics(expressions)
         assert used and used <= exported_metrics(), used - exported_metrics()
-    assert {"fraud_drift_detected", "fraud_predicted_fraud_rate"} <= referenced_metrics(
-        policy_queries()
-    )
+    assert {
+        "fraud_drift_detected",
+        "fraud_predicted_fraud_rate",
+        "fraud_online_recall_alert",
+    } <= referenced_metrics(policy_queries())
 
 
 @pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
@@ -64,10 +70,51 @@ def test_policy_is_a_promql_alert_policy(path: Path) -> None:
     assert f"--policy-from-file=deploy/monitoring/{path.name}" in policy["documentation"]["content"]
 
 
-def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
+def plain_rules(tmp_path: Path) -> Path:
+    """The rule groups as a plain Prometheus rule file (what promtool reads)."""
     if shutil.which("promtool") is None:
-        pytest.skip("promtool is not installed")
+        pytest.skip("promtool is not installed (apt-get install prometheus; .ci/run does)")
     rules = yaml.safe_load((MONITORING / "prometheus-rules.yaml").read_text())
     plain = tmp_path / "rules.yaml"
     plain.write_text(yaml.safe_dump(rules["spec"]))
-    subprocess.run(["promtool", "check", "rules", str(plain)], check=True)
+    return plain
+
+
+def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
+    subprocess.run(["promtool", "check", "rules", str(plain_rules(tmp_path))], check=True)
+
+
+RECALL_ALERT_TEST = """
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'fraud_online_recall_alert{role="champion",model="fraud-mlp:v1"}'
+        values: '0x30 1x120'
+      - series: 'fraud_online_recall_alert{role="challenger",model="fraud-distilbert:v2"}'
+        values: '1x150'
+    alert_rule_test:
+      - eval_time: 80m
+        alertname: FraudChampionRecallBelowValidation
+        exp_alerts: []
+      - eval_time: 100m
+        alertname: FraudChampionRecallBelowValidation
+        exp_alerts:
+          - exp_labels: {severity: critical, model: "fraud-mlp:v1"}
+            exp_annotations:
+              summary: fraud-mlp:v1 catches fewer frauds than it did on validation
+              description: >-
+                Recall on labelled live transactions is below validation recall minus the
+                margin. Compare with the challenger in GET /performance (paired), and see
+                make promote for the evidence on the same transactions.
+"""
+
+
+def test_the_recall_alert_fires_after_an_hour_for_the_champion_only(tmp_path: Path) -> None:
+    plain_rules(tmp_path)
+    (tmp_path / "test.yaml").write_text(RECALL_ALERT_TEST)
+    done = subprocess.run(
+        ["promtool", "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
