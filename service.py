@@ -19,6 +19,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 from typing import Annotated
+from typing import Any
 
 import bentoml
 import numpy as np
@@ -55,6 +56,7 @@ from fraud_detection.http_guards import InFlightLimit
 from fraud_detection.http_guards import JsonBodyOnly
 from fraud_detection.http_guards import OpenAPICorrection
 from fraud_detection.http_guards import RetryAfterOn503
+from fraud_detection.http_guards import correct_openapi
 from fraud_detection.http_guards import install_request_timeout
 from fraud_detection.model_files import CHECKSUMS_KEY
 from fraud_detection.model_files import verify_checksums
@@ -66,6 +68,7 @@ from fraud_detection.performance.online import OnlinePerformance
 from fraud_detection.performance.routes import OutcomeRoutes
 from fraud_detection.performance.routes import Outcomes
 from fraud_detection.performance.routes import OutcomesSlot
+from fraud_detection.performance.routes import document_outcome_routes
 from fraud_detection.predict_route import FastPredictRoute
 from fraud_detection.predict_route import PredictHandler
 from fraud_detection.predict_route import PredictHandlerSlot
@@ -368,6 +371,13 @@ FraudDetector.mount_asgi_app(
     ),
     path=CONSOLE_PATH,
 )
+
+
+def served_openapi(document: dict[str, Any]) -> dict[str, Any]:
+    """BentoML's OpenAPI document as ``/docs.json`` serves it (and the docs site renders it)."""
+    return document_outcome_routes(correct_openapi(document))
+
+
 install_request_timeout()  # BentoML's own leaks a timer per request
 # Outermost first: ``GET /`` leads to the console; refuse unauthenticated callers before
 # reading their bodies (the console's files are public: they hold no data).
@@ -383,6 +393,6 @@ FraudDetector.add_asgi_middleware(InFlightLimit, max_in_flight=settings.max_in_f
 FraudDetector.add_asgi_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 FraudDetector.add_asgi_middleware(JsonBodyOnly, paths=frozenset({"/predict", "/explain"}))
 FraudDetector.add_asgi_middleware(RetryAfterOn503)
-FraudDetector.add_asgi_middleware(OpenAPICorrection)
+FraudDetector.add_asgi_middleware(OpenAPICorrection, correct=served_openapi)
 FraudDetector.add_asgi_middleware(FastPredictRoute, slot=predict_slot)
 FraudDetector.add_asgi_middleware(OutcomeRoutes, slot=outcomes_slot)

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fraud_detection.http_guards import correct_openapi
 from fraud_detection.settings import ENVIRONMENT_VARIABLES
 from fraud_detection.settings import ServingSettings
 
@@ -70,7 +69,7 @@ def openapi_document() -> dict[str, Any]:
         sys.path.insert(0, str(REPO))
     import service
 
-    return correct_openapi(service.FraudDetector.openapi_spec.asdict())
+    return service.served_openapi(service.FraudDetector.openapi_spec.asdict())
 
 
 def schema_name(schema: dict[str, Any]) -> str:

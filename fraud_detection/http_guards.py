@@ -193,12 +193,18 @@ def correct_openapi(document: dict[str, Any]) -> dict[str, Any]:
 
 
 class OpenAPICorrection:
-    """Serves ``/docs.json`` with `correct_openapi` applied, so clients and schema-based
-    testers see the error bodies the service actually returns."""
+    """Serves ``/docs.json`` with `correct` (by default `correct_openapi`) applied, so clients
+    and schema-based testers see the error bodies the service actually returns."""
 
-    def __init__(self, app: ASGIApp, path: str = "/docs.json") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str = "/docs.json",
+        correct: Callable[[dict[str, Any]], dict[str, Any]] = correct_openapi,
+    ) -> None:
         self.app = app
         self.path = path
+        self.correct = correct
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path:
@@ -217,7 +223,7 @@ class OpenAPICorrection:
         await self.app(scope, receive, capture)
         body = b"".join(chunks)
         if start.get("status") == 200:
-            body = json.dumps(correct_openapi(json.loads(body))).encode()
+            body = json.dumps(self.correct(json.loads(body))).encode()
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -229,12 +229,9 @@ def test_model_and_drift_panels(page: sync_api.Page, console_server) -> None:
     frame = generate_transactions(400, seed=8)
     frame["V14"] += 3 * frame["V14"].std()
     rows = frame[list(FEATURE_NAMES)].to_dict(orient="records")
-    assert (
-        httpx.post(
-            f"{console_server.url}/predict", json={"transactions": rows}, timeout=30
-        ).status_code
-        == 200
-    )
+    answer = httpx.post(f"{console_server.url}/predict", json={"transactions": rows}, timeout=30)
+    assert answer.status_code == 200
+    scored = answer.json()
     open_console(page, console_server)
     page.click("nav button[data-panel='model']")
     info = httpx.get(f"{console_server.url}/model/info", timeout=10).json()
@@ -253,6 +250,22 @@ def test_model_and_drift_panels(page: sync_api.Page, console_server) -> None:
     assert "DRIFT" in page.text_content("#drift-verdict")
     assert "NO DRIFT" not in page.text_content("#drift-verdict")
     assert "V14" in page.text_content("#drift-facts")
+    # Model health: the 400 shifted rows, labelled through /feedback, are judged.
+    ids = [r["transaction_id"] for r in scored]
+    labels = [
+        {"transaction_id": i, "label": int(y)} for i, y in zip(ids, frame["Class"], strict=True)
+    ]
+    for _ in range(20):  # the score log is written within about a second
+        if (
+            httpx.post(f"{console_server.url}/feedback", json=labels, timeout=30).json()["stored"]
+            == 400
+        ):
+            break
+        page.wait_for_timeout(500)
+    page.click("#drift-refresh")
+    page.wait_for_function("document.querySelector('#health-table').innerText.includes('champion')")
+    assert "400 (" in page.text_content("#health-table")
+    assert "labelled of" in page.text_content("#health-summary")
     with page.expect_popup() as popup:
         page.click("#drift-report")
     report = popup.value

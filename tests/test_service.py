@@ -117,8 +117,8 @@ def test_openapi_document_describes_the_request(server: RunningServer) -> None:
     spec = response.json()
     assert "/predict" in spec["paths"]
     transaction = next(v for k, v in spec["components"]["schemas"].items() if "Transaction" in k)
-    assert list(transaction["properties"]) == list(FEATURE_NAMES)
-    assert set(transaction["required"]) == set(FEATURE_NAMES)
+    assert list(transaction["properties"]) == [*FEATURE_NAMES, "transaction_id"]
+    assert set(transaction["required"]) == set(FEATURE_NAMES), "the id is optional"
 
 
 def read_drift_log(monitor_dir: Path) -> pd.DataFrame:
@@ -235,7 +235,8 @@ def test_too_many_rows_is_a_400(trained_store: Path, tmp_path: Path) -> None:
         )
         assert too_many.status_code == 400
         assert "transactions" in too_many.text and "at most 5" in too_many.text
-        assert not (tmp_path / "monitoring").exists(), "FRAUD_DRIFT_LOG=0 must write no drift log"
+        drift_log = tmp_path / "monitoring" / "fraud_transactions"
+        assert not drift_log.exists(), "FRAUD_DRIFT_LOG=0 must write no drift log"
     finally:
         running.server.stop()
 

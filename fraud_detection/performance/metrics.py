@@ -106,6 +106,8 @@ class PerformanceMonitor:
         self._thread.start()
 
     def _run(self) -> None:
+        # At once, so every gauge (and its labels) is on /metrics from the worker's start.
+        self.refresh()
         while not self._stop.wait(self.every_seconds):
             self.refresh()
 

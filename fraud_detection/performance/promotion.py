@@ -151,13 +151,15 @@ def report(evidence: Evidence, champion: str, challenger: str) -> str:
         )
 
     a, b = evidence.champion, evidence.challenger
+    names = {"champion": f"champion {champion}", "challenger": f"challenger {challenger}"}
+    width = max(map(len, names.values())) + 2
     lines = [
         f"Same {a['labelled']} labelled transactions ({a['frauds']} frauds), scored by both:",
-        f"{'':34}{'AUPRC':>9}{'precision':>11}{'recall':>9}{'cost/tx':>10}",
+        f"{'':{width}}{'AUPRC':>9}{'precision':>11}{'recall':>9}{'cost/tx':>10}",
     ]
-    for role, tag, m in (("champion", champion, a), ("challenger", challenger, b)):
+    for role, m in (("champion", a), ("challenger", b)):
         lines.append(
-            f"{role + ' ' + tag:34}{cell(m['auprc']):>9}{cell(m['precision']):>11}"
+            f"{names[role]:{width}}{cell(m['auprc']):>9}{cell(m['precision']):>11}"
             f"{cell(m['recall']):>9}{cell(m['expected_cost_per_transaction']):>10}"
         )
     lines += [

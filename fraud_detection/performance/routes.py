@@ -28,6 +28,7 @@ from fraud_detection.http_guards import Send
 from fraud_detection.http_guards import send_json
 from fraud_detection.http_guards import send_json_bytes
 from fraud_detection.performance.metrics import PerformanceMonitor
+from fraud_detection.performance.metrics import performance_metrics
 from fraud_detection.predict_route import read_body
 from fraud_detection.routing.shadow import ShadowScorer
 from fraud_detection.routing.transaction_ids import TRANSACTION_ID_PATTERN
@@ -96,10 +97,95 @@ class Outcomes:
         try:
             document = self.monitor.performance.compute()
         except DatabaseUnavailable as e:
-            self.monitor.refresh()  # sets fraud_score_db_up to 0
+            performance_metrics().database_up.set(0)
             return 503, {"database": {"status": "unavailable", "error": str(e), **self.status()}}
         self.monitor.refresh_from(document)
         return 200, {**document, "database": {"status": "ok", **self.status()}}
+
+
+class FeedbackAnswer(BaseModel):
+    """What ``POST /feedback`` did with the labels it received."""
+
+    received: int
+    stored: int = Field(description="Labels of ids the score log holds, stored or overwritten")
+    unknown: int = Field(description="Ids the score log does not hold (not stored)")
+    unknown_ids: list[str]
+
+
+def document_outcome_routes(document: dict[str, Any]) -> dict[str, Any]:
+    """Add ``POST /feedback`` and ``GET /performance`` to the service's OpenAPI document
+    (they are served by `OutcomeRoutes`, outside BentoML's API, which cannot document them)."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Feedback, FeedbackAnswer):
+        schemas[model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+    labels = {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Feedback"}}
+    error = {
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InvalidArgument"}}
+        }
+    }
+    unavailable = {
+        "description": "The score database is unreachable (predictions go on)",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    document.setdefault("paths", {})[FEEDBACK_PATH] = {
+        "post": {
+            "tags": ["Service APIs"],
+            "summary": "Labels that arrived later (1 fraud, 0 genuine), by transaction id",
+            "description": 'A list of labels, or {"labels": [...]}; at most '
+            "FRAUD_FEEDBACK_MAX_ITEMS. Idempotent; a relabel overwrites. Ids the score log "
+            "does not hold are counted and returned, not an error.",
+            "operationId": "feedback",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                labels,
+                                {
+                                    "type": "object",
+                                    "properties": {"labels": labels},
+                                    "required": ["labels"],
+                                    "additionalProperties": False,
+                                },
+                            ]
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Successful Response",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/FeedbackAnswer"}
+                        }
+                    },
+                },
+                "400": {"description": "Bad Request", **error},
+                "503": unavailable,
+            },
+        }
+    }
+    document["paths"][PERFORMANCE_PATH] = {
+        "get": {
+            "tags": ["Service APIs"],
+            "summary": "Champion and challenger on the trailing window of labelled transactions",
+            "operationId": "performance",
+            "responses": {
+                "200": {
+                    "description": "AUPRC, precision and recall at the threshold, expected cost, "
+                    "label coverage and delay, per model; both on the same transactions",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "503": unavailable,
+            },
+        }
+    }
+    return document
 
 
 class OutcomesSlot:
@@ -147,8 +233,9 @@ class OutcomeRoutes:
         body, _ = await read_body(receive)
         try:
             parsed = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            await send_json(send, 400, f"the feedback body is not JSON: {e}")
+        except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, absurd nesting
+            error = {"error": "the feedback body is not JSON", "detail": str(e)}
+            await send_json_bytes(send, 400, json.dumps(error).encode())
             return
         if isinstance(parsed, dict) and set(parsed) == {"labels"}:
             parsed = parsed["labels"]

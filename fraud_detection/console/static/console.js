@@ -429,6 +429,36 @@ async function loadDrift() {
   $("drift-report").disabled = false;
 }
 
+// Champion (and challenger) on labelled live transactions: GET /performance.
+async function loadHealth() {
+  const response = await api("/performance");
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const why = body.database ? `score database unavailable: ${body.database.error}` : (body.detail || body.error);
+    $("health-summary").textContent = why || `performance unavailable (${response.status})`;
+    $("health-table").innerHTML = "";
+    return;
+  }
+  const coverage = body.label_coverage === null ? "n/a" : `${(100 * body.label_coverage).toFixed(1)}%`;
+  const delay = body.label_delay_days.median === null ? "n/a" : `${fmt(body.label_delay_days.median, 3)} days`;
+  $("health-summary").innerHTML = body.models.some((m) => m.recall_alert.firing)
+    ? '<span class="tag fraud">RECALL ALERT</span> recall below validation recall minus the margin'
+    : `${body.labelled} labelled of ${body.scored} scored (${coverage}); median label delay ${delay}`;
+  const rows = [
+    ["labelled (frauds)", (m) => `${m.labelled} (${m.frauds})`],
+    ["AUPRC", (m) => fmt(m.auprc)],
+    ["precision at threshold", (m) => fmt(m.precision)],
+    ["recall at threshold", (m) => fmt(m.recall)],
+    ["validation recall", (m) => fmt(m.validation_recall)],
+    ["expected cost per transaction", (m) => fmt(m.expected_cost_per_transaction)],
+    ["recall alert", (m) => (m.recall_alert.firing ? "FIRING" : m.recall_alert.enough_frauds ? "ok" : "too few frauds")],
+  ];
+  $("health-table").innerHTML = "<thead><tr><th></th>"
+    + body.models.map((m) => `<th>${m.role}<br>${escapeHtml(m.model)}</th>`).join("") + "</tr></thead><tbody>"
+    + rows.map(([name, cell]) => `<tr><td>${name}</td>` + body.models.map((m) => `<td>${cell(m)}</td>`).join("") + "</tr>").join("")
+    + "</tbody>";
+}
+
 async function openReport() {
   const tab = window.open("", "_blank");
   const response = await api("/drift/report");
@@ -452,7 +482,10 @@ function showPanel(name) {
   for (const panel of document.querySelectorAll(".panel")) {
     panel.hidden = panel.id !== `panel-${name}`;
   }
-  if (name === "monitoring") loadDrift();
+  if (name === "monitoring") {
+    loadDrift();
+    loadHealth();
+  }
   window.dispatchEvent(new Event("resize"));  // plotly sizes charts drawn while hidden
 }
 
@@ -468,7 +501,10 @@ async function start() {
   $("file-input").onchange = scoreFile;
   $("file-table").onclick = explainFileRow;
   $("file-download").onclick = downloadScored;
-  $("drift-refresh").onclick = loadDrift;
+  $("drift-refresh").onclick = () => {
+    loadDrift();
+    loadHealth();
+  };
   $("drift-report").onclick = openReport;
   await loadModel();
   // The example, scored and explained at once: the analyst sees what a result looks like,
