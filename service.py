@@ -201,6 +201,8 @@ class FraudDetector:
         database = open_database(settings.score_db_url)
         writer = ScoreLogWriter(
             database,
+            f"{champion.name}:{champion.version}",
+            None if challenger is None else f"{challenger.name}:{challenger.version}",
             max_pending_rows=settings.score_log_max_pending,
             counters=performance_metrics(),
         )

@@ -163,9 +163,9 @@ class ServingSettings:
 
     model: str = "mlp"
     challenger: str | None = None
-    # DistilBERT costs ~40x the MLP per row on CPU; 5% of traffic keeps its shadow under a
-    # tenth of a core at 1,000 rows/s and still labels ~1,500 frauds' worth of pairs a year
-    # at ULB rates (README: Champion and challenger).
+    # DistilBERT costs ~44x the MLP per batched row on CPU (118 vs 2.7 us, one thread): 5% of
+    # 1,000 rows/s is 1-2% of a core, and still ~7,000 frauds a day scored by both models at
+    # the ULB fraud rate (docs/champion-challenger.md).
     shadow_share: float = 0.05
     canary_share: float = 0.0
     score_log: bool = True

@@ -12,6 +12,7 @@ import numpy as np
 
 from fraud_detection.performance.promotion import swap_command
 from fraud_detection.score_log.database import SqliteScoreDatabase
+from fraud_detection.score_log.database import score_row
 from tests.conftest import REPO
 
 
@@ -27,17 +28,16 @@ def score_log(path: Path, champion: str, challenger: str, challenger_better: boo
     sharp = np.clip(0.1 + 0.8 * labels + rng.normal(0, 0.1, 3000), 0, 1)
     blunt = np.clip(0.3 + 0.2 * labels + rng.normal(0, 0.3, 3000), 0, 1)
     champion_p, challenger_p = (blunt, sharp) if challenger_better else (sharp, blunt)
-    (c_name, c_version), (d_name, d_version) = champion.split(":"), challenger.split(":")
     database = SqliteScoreDatabase(path)
     database.migrate()
+    database.register_models([champion, challenger])
     now = time.time()
-    database.insert_scores(
-        [
-            (f"t{i}", now - 3600, c_name, c_version, float(champion_p[i]), False, "champion",
-             10.0, d_name, d_version, float(challenger_p[i]))
-            for i in range(3000)
-        ]
-    )  # fmt: skip
+    rows = [
+        score_row(f"t{i}", now - 3600, champion, float(champion_p[i]), amount=10.0,
+                  challenger=challenger, challenger_probability=float(challenger_p[i]))
+        for i in range(3000)
+    ]  # fmt: skip
+    database.insert_scores(rows, len(rows))
     database.upsert_labels([(f"t{i}", int(y)) for i, y in enumerate(labels)], now)
     return database.url
 

@@ -28,6 +28,7 @@ from fraud_detection.routing.shadow import ShadowScorer
 from fraud_detection.routing.transaction_ids import TransactionIdAssigner
 from fraud_detection.routing.transaction_ids import traffic_buckets
 from fraud_detection.score_log.database import SqliteScoreDatabase
+from fraud_detection.score_log.database import score_row
 from fraud_detection.score_log.writer import ScoredBatch
 from fraud_detection.score_log.writer import ScoreLogWriter
 from fraud_detection.scorer import OnnxScorer
@@ -90,7 +91,7 @@ def test_the_canary_share_is_decided_by_the_challenger_and_named(scorers) -> Non
 def test_shadow_rows_get_the_challengers_score_in_the_log(scorers, tmp_path: Path) -> None:
     mlp, distilbert = scorers
     database = SqliteScoreDatabase(tmp_path / "scores.sqlite3")
-    writer = ScoreLogWriter(database, flush_interval_s=0.05)
+    writer = ScoreLogWriter(database, "fraud-mlp:v", "fraud-distilbert:v", flush_interval_s=0.05)
     shadow = ShadowScorer(distilbert.predict_proba, writer.submit)
     router = ChampionChallenger(
         served(mlp, "fraud-mlp"),
@@ -130,18 +131,8 @@ class LogCollector:
 
 
 def shadow_batch(n: int) -> ScoredBatch:
-    return ScoredBatch(
-        transaction_ids=[f"t{i}" for i in range(n)],
-        scored_at=0.0,
-        model="fraud-mlp",
-        model_version="v",
-        probabilities=np.zeros(n),
-        is_fraud=np.zeros(n, bool),
-        served_by_challenger=None,
-        amounts=np.ones(n),
-        challenger="fraud-distilbert",
-        challenger_version="w",
-    )
+    return ScoredBatch([f"t{i}" for i in range(n)], 0.0, np.zeros(n), np.zeros(n, bool), None,
+                       np.ones(n))  # fmt: skip
 
 
 def test_a_slow_challenger_is_skipped_and_a_broken_one_loses_no_log_rows() -> None:
@@ -204,14 +195,11 @@ def test_the_recall_alert_needs_both_a_drop_and_enough_frauds(tmp_path: Path) ->
     n_frauds = 40
     ids = [f"f{i}" for i in range(n_frauds)] + [f"g{i}" for i in range(400)]
     # Half the frauds score under the threshold: recall 0.5 against a promised 0.9.
-    none = (None, None, None)  # no challenger
+    # Half the frauds score under the threshold: recall 0.5 against a promised 0.9.
     p = np.array([0.9 if i % 2 else 0.1 for i in range(n_frauds)] + [0.05] * 400)
-    database.insert_scores(
-        [
-            (t, time.time(), "fraud-mlp", "v", float(x), bool(x >= 0.5), "champion", 10.0, *none)
-            for t, x in zip(ids, p, strict=True)
-        ]
-    )
+    database.register_models(["fraud-mlp:v"])
+    rows = [score_row(t, time.time(), "fraud-mlp:v", float(x)) for t, x in zip(ids, p, strict=True)]
+    database.insert_scores(rows, len(rows))
     database.upsert_labels([(t, int(t.startswith("f"))) for t in ids], time.time())
     model = JudgedModel("champion", "fraud-mlp", "v", 0.5, 0.9, CostRule())
     for min_frauds, firing in ((30, True), (41, False)):

@@ -20,6 +20,7 @@ from fraud_detection.score_log.database import ScoreDatabase
 from fraud_detection.score_log.database import SqliteScoreDatabase
 from fraud_detection.score_log.database import open_database
 from fraud_detection.score_log.database import redacted
+from fraud_detection.score_log.database import score_row
 from fraud_detection.score_log.writer import ScoredBatch
 from fraud_detection.score_log.writer import ScoreLogWriter
 
@@ -53,14 +54,16 @@ def batch(ids: list[str], probabilities: list[float], **fields) -> ScoredBatch:
     return ScoredBatch(
         transaction_ids=ids,
         scored_at=fields.pop("scored_at", time.time()),
-        model="fraud-mlp",
-        model_version="v1",
         probabilities=p,
         is_fraud=p >= 0.5,
-        served_by_challenger=fields.pop("served_by_challenger", None),
+        by_challenger=fields.pop("by_challenger", None),
         amounts=np.arange(len(ids), dtype=np.float32) + 1,
         **fields,
     )
+
+
+def writer_for(database: ScoreDatabase, **options) -> ScoreLogWriter:
+    return ScoreLogWriter(database, "fraud-mlp:v1", "fraud-distilbert:v2", **options)
 
 
 def test_schema_is_created_then_migrations_are_idempotent(database: ScoreDatabase) -> None:
@@ -70,21 +73,32 @@ def test_schema_is_created_then_migrations_are_idempotent(database: ScoreDatabas
 
 
 def test_a_version_1_database_is_migrated_with_its_rows_kept(database: ScoreDatabase) -> None:
+    backend = "sqlite" if isinstance(database, SqliteScoreDatabase) else "postgresql"
     with database._connection() as conn:  # type: ignore[attr-defined]
         cursor = conn.cursor()
         cursor.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
         for statement in MIGRATIONS[0]:
-            cursor.execute(statement)
+            sql = statement if isinstance(statement, str) else statement.get(backend)
+            if sql:
+                cursor.execute(sql)
         cursor.execute("INSERT INTO schema_version VALUES (1)")
-        cursor.execute(
-            "INSERT INTO scores (transaction_id, scored_at, model, model_version, probability, "
-            "is_fraud, served_by) VALUES ('old-1', 1.0, 'fraud-mlp', 'v0', 0.9, TRUE, 'champion')"
-        )
+        conn.commit()
+    database.register_models(["fraud-mlp:v0"])
+    with database._connection() as conn:  # type: ignore[attr-defined]
+        row = score_row("old-1", 1.0, "fraud-mlp:v0", 0.9, is_fraud=True, amount=12.0)
+        marks = ", ".join([database.placeholder] * len(row))  # type: ignore[attr-defined]
+        conn.cursor().execute(f"INSERT INTO scores VALUES ({marks})", row)
         conn.commit()
     assert database.migrate() == 1
     database.upsert_labels([("old-1", 1)], labelled_at=2.0)
-    (row,) = database.labelled_scores(0, 10)
-    assert (row.transaction_id, row.amount, row.label) == ("old-1", 0.0, 1)
+    (kept,) = database.labelled_scores(0, 10)
+    assert (kept.transaction_id, kept.model_version, kept.amount, kept.label) == (
+        "old-1",
+        "v0",
+        12.0,
+        1,
+    )
+    assert database.scored_count(0) == 0, "v2's per-flush counts start empty"
 
 
 def test_several_workers_migrate_at_once_without_clashing(database: ScoreDatabase) -> None:
@@ -109,16 +123,14 @@ def test_several_workers_migrate_at_once_without_clashing(database: ScoreDatabas
 
 
 def test_written_rows_join_their_labels_and_a_relabel_overwrites(database: ScoreDatabase) -> None:
-    writer = ScoreLogWriter(database, flush_interval_s=0.05)
+    writer = writer_for(database, flush_interval_s=0.05)
     challenger_p = np.array([np.nan, 0.8, np.nan])
     writer.submit(
         batch(
             ["a", "b", "c"],
             [0.1, 0.7, 0.2],
             scored_at=100.0,
-            served_by_challenger=np.array([False, True, False]),
-            challenger="fraud-distilbert",
-            challenger_version="v2",
+            by_challenger=np.array([False, True, False]),
             challenger_probabilities=challenger_p,
         )
     )
@@ -134,19 +146,20 @@ def test_written_rows_join_their_labels_and_a_relabel_overwrites(database: Score
     assert rows["a"].scored_at == 200.0 and rows["a"].probability == pytest.approx(0.3)
     assert (rows["a"].label, rows["a"].labelled_at) == (1, 300.0)
     assert (rows["b"].label, rows["b"].labelled_at) == (1, 400.0)
-    assert rows["b"].challenger == "fraud-distilbert" and rows["b"].challenger_probability == (
-        pytest.approx(0.8)
-    )
+    assert (rows["b"].challenger, rows["b"].challenger_version) == ("fraud-distilbert", "v2")
+    assert rows["b"].challenger_probability == pytest.approx(0.8)
+    assert (rows["a"].model, rows["a"].model_version) == ("fraud-mlp", "v1")
     assert rows["a"].challenger is None and rows["a"].challenger_probability is None
     assert rows["b"].amount == 2.0
-    assert database.scored_count(150.0) == 1 and database.scored_count(0) == 3
+    assert database.scored_count(0) == 4, "rows written, a retry included"
+    assert database.scored_count(time.time() + 1) == 0
     assert [r.transaction_id for r in database.labelled_scores(0, 1)] == ["a"], "newest first"
 
 
 def test_sqlite_takes_writers_from_several_processes_in_wal_mode(tmp_path: Path) -> None:
     database = SqliteScoreDatabase(tmp_path / "scores.sqlite3")
     database.migrate()
-    writers = [ScoreLogWriter(SqliteScoreDatabase(database.path)) for _ in range(3)]
+    writers = [writer_for(SqliteScoreDatabase(database.path)) for _ in range(3)]
     for w, writer in enumerate(writers):
         for i in range(20):
             writer.submit(batch([f"w{w}-{i}-{j}" for j in range(50)], [0.1] * 50))
@@ -163,9 +176,7 @@ def test_a_database_that_is_down_keeps_rows_queued_then_drops_and_counts_the_exc
     server = PostgresServer.create(tmp_path / "pg")
     server.stop()
     database = open_database(server.url)
-    writer = ScoreLogWriter(
-        database, max_pending_rows=100, flush_interval_s=0.05, retry_after_s=0.1
-    )
+    writer = writer_for(database, max_pending_rows=100, flush_interval_s=0.05, retry_after_s=0.1)
     for i in range(15):
         writer.submit(batch([f"t{i}-{j}" for j in range(10)], [0.2] * 10))
     assert writer.stats.dropped_rows == 50, "100 rows kept for later, the rest counted"

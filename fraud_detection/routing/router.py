@@ -113,19 +113,14 @@ class ChampionChallenger:
     ) -> None:
         if self.score_log is None:
             return
-        challenger = self.challenger
         batch = ScoredBatch(
-            transaction_ids=ids,
-            scored_at=time.time(),
-            model=self.champion.name,
-            model_version=self.champion.version,
-            probabilities=champion_p,
-            is_fraud=is_fraud,
-            served_by_challenger=by_challenger,
-            amounts=features[:, AMOUNT_COLUMN],
-            challenger=None if challenger is None else challenger.name,
-            challenger_version=None if challenger is None else challenger.version,
-            challenger_probabilities=challenger_p,
+            ids,
+            time.time(),
+            champion_p,
+            is_fraud,
+            by_challenger,
+            features[:, AMOUNT_COLUMN],
+            challenger_p,
         )
         if self.shadow is not None and shadow_rows is not None and len(shadow_rows):
             self.shadow.submit(batch, shadow_rows, features[shadow_rows])

@@ -14,7 +14,6 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from dataclasses import replace
 
 import numpy as np
 
@@ -118,12 +117,12 @@ class ShadowScorer:
         for job in jobs:
             end = start + len(job.rows)
             challenger_p = (
-                np.full(len(job.batch), np.nan)
+                np.full(len(job.batch.transaction_ids), np.nan)
                 if job.batch.challenger_probabilities is None
                 else job.batch.challenger_probabilities.copy()
             )
             challenger_p[job.rows] = scores[start:end]
-            self.publish(replace(job.batch, challenger_probabilities=challenger_p))
+            self.publish(job.batch._replace(challenger_probabilities=challenger_p))
             start = end
 
     def close(self, timeout_s: float = 10.0) -> None:

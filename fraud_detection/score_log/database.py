@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import zlib
+from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -20,42 +22,57 @@ from pathlib import Path
 from typing import Any
 from typing import Protocol
 
-#: Columns of ``scores`` in the order `ScoreDatabase.insert_scores` takes them.
+#: Columns of ``scores`` in the order `ScoreDatabase.insert_scores` takes them. Slim on
+#: purpose: a row costs the serving worker's CPU, so models are small integer ids (`model_id`)
+#: and the decision and who served it are bits of `flags` (`IS_FRAUD`, `BY_CHALLENGER`).
 SCORE_COLUMNS = (
     "transaction_id",
     "scored_at",
-    "model",
-    "model_version",
+    "model_id",
     "probability",
-    "is_fraud",
-    "served_by",
+    "flags",
     "amount",
-    "challenger",
-    "challenger_version",
+    "challenger_id",
     "challenger_probability",
 )
+IS_FRAUD = 1
+BY_CHALLENGER = 2
 
 #: One ``scores`` row, in `SCORE_COLUMNS` order.
-ScoreRow = tuple[
-    str, float, str, str, float, bool, str, float, str | None, str | None, float | None
-]
+ScoreRow = tuple[str, float, int, float, int, float, int | None, float | None]
 
 #: Forward migrations, one list of statements per schema version (never edit a shipped one).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+#: A statement is SQL for both backends, or a ``{"sqlite": ..., "postgresql": ...}`` dict (a
+#: backend it does not name skips it).
+#: On SQLite, ``scores`` is clustered by (id, time) (WITHOUT ROWID): one B-tree insert per
+#: row, and ``/feedback``'s lookups by id read it directly.
+MIGRATIONS: tuple[tuple[str | dict[str, str], ...], ...] = (
     (
-        """CREATE TABLE scores (
-            transaction_id TEXT NOT NULL,
-            scored_at DOUBLE PRECISION NOT NULL,
-            model TEXT NOT NULL,
-            model_version TEXT NOT NULL,
-            probability DOUBLE PRECISION NOT NULL,
-            is_fraud BOOLEAN NOT NULL,
-            served_by TEXT NOT NULL,
-            challenger TEXT,
-            challenger_version TEXT,
-            challenger_probability DOUBLE PRECISION
-        )""",
-        "CREATE INDEX scores_transaction_id ON scores (transaction_id)",
+        "CREATE TABLE models (model_id INTEGER PRIMARY KEY, tag TEXT NOT NULL)",
+        {
+            "sqlite": """CREATE TABLE scores (
+                transaction_id TEXT NOT NULL,
+                scored_at DOUBLE PRECISION NOT NULL,
+                model_id INTEGER NOT NULL,
+                probability DOUBLE PRECISION NOT NULL,
+                flags SMALLINT NOT NULL,
+                amount DOUBLE PRECISION NOT NULL,
+                challenger_id INTEGER,
+                challenger_probability DOUBLE PRECISION,
+                PRIMARY KEY (transaction_id, scored_at)
+            ) WITHOUT ROWID""",
+            "postgresql": """CREATE TABLE scores (
+                transaction_id TEXT NOT NULL,
+                scored_at DOUBLE PRECISION NOT NULL,
+                model_id INTEGER NOT NULL,
+                probability DOUBLE PRECISION NOT NULL,
+                flags SMALLINT NOT NULL,
+                amount DOUBLE PRECISION NOT NULL,
+                challenger_id INTEGER,
+                challenger_probability DOUBLE PRECISION
+            )""",
+        },
+        {"postgresql": "CREATE INDEX scores_id ON scores (transaction_id)"},
         """CREATE TABLE labels (
             transaction_id TEXT PRIMARY KEY,
             label SMALLINT NOT NULL CHECK (label IN (0, 1)),
@@ -63,13 +80,43 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
     ),
     (
-        # v2: the amount, for the cost rule (a missed fraud costs its amount), and a time index
-        # for the trailing windows.
-        "ALTER TABLE scores ADD COLUMN amount DOUBLE PRECISION NOT NULL DEFAULT 0",
-        "CREATE INDEX scores_scored_at ON scores (scored_at)",
+        # v2: rows written per flush, so coverage counts scored transactions without a scan.
+        "CREATE TABLE score_counts (flushed_at DOUBLE PRECISION NOT NULL, n_rows INTEGER NOT NULL)",
+        "CREATE INDEX score_counts_time ON score_counts (flushed_at)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def model_id(tag: str) -> int:
+    """The small integer that stands for a model tag in ``scores`` (CRC-32, 31 bits)."""
+    return zlib.crc32(tag.encode()) & 0x7FFFFFFF
+
+
+def score_row(
+    transaction_id: str,
+    scored_at: float,
+    model: str,
+    probability: float,
+    *,
+    is_fraud: bool = False,
+    by_challenger: bool = False,
+    amount: float = 0.0,
+    challenger: str | None = None,
+    challenger_probability: float | None = None,
+) -> ScoreRow:
+    """One ``scores`` row from readable values (tests, tools; the writer builds columns)."""
+    return (
+        transaction_id,
+        scored_at,
+        model_id(model),
+        probability,
+        IS_FRAUD * is_fraud + BY_CHALLENGER * by_challenger,
+        amount,
+        None if challenger is None else model_id(challenger),
+        challenger_probability,
+    )
+
 
 #: Ids per ``IN (...)`` query: under SQLite's bound-parameter limit.
 _ID_CHUNK = 500
@@ -103,7 +150,9 @@ class ScoreDatabase(Protocol):
 
     def migrate(self) -> int: ...
 
-    def insert_scores(self, rows: Sequence[ScoreRow]) -> None: ...
+    def register_models(self, tags: Sequence[str]) -> None: ...
+
+    def insert_scores(self, rows: Sequence[ScoreRow] | Iterable[ScoreRow], n_rows: int) -> None: ...
 
     def upsert_labels(self, labels: Sequence[tuple[str, int]], labelled_at: float) -> None: ...
 
@@ -119,6 +168,7 @@ class _SqlDatabase:
 
     url: str
     placeholder = "?"
+    backend = "sqlite"
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
@@ -145,10 +195,24 @@ class _SqlDatabase:
                 )
             for version in range(found + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version - 1]:
-                    cursor.execute(statement)
+                    sql = statement if isinstance(statement, str) else statement.get(self.backend)
+                    if sql:
+                        cursor.execute(sql)
                 cursor.execute(self._sql("INSERT INTO schema_version VALUES (?)"), (version,))
             conn.commit()
             return found
+
+    def register_models(self, tags: Sequence[str]) -> None:
+        """Record which tag each `model_id` in ``scores`` stands for."""
+        with self._connection() as conn:
+            conn.cursor().executemany(
+                self._sql(
+                    "INSERT INTO models (model_id, tag) VALUES (?, ?) "
+                    "ON CONFLICT (model_id) DO NOTHING"
+                ),
+                [(model_id(tag), tag) for tag in tags],
+            )
+            conn.commit()
 
     def upsert_labels(self, labels: Sequence[tuple[str, int]], labelled_at: float) -> None:
         """Store labels; a new label for an id overwrites its old one (and its time)."""
@@ -189,10 +253,11 @@ class _SqlDatabase:
             cursor = conn.cursor()
             cursor.execute(
                 self._sql(
-                    "SELECT s.transaction_id, s.scored_at, s.model, s.model_version, "
-                    "s.probability, s.amount, s.challenger, s.challenger_version, "
-                    "s.challenger_probability, l.label, l.labelled_at "
+                    "SELECT s.transaction_id, s.scored_at, m.tag, s.probability, s.amount, "
+                    "c.tag, s.challenger_probability, l.label, l.labelled_at "
                     "FROM labels l JOIN scores s ON s.transaction_id = l.transaction_id "
+                    "JOIN models m ON m.model_id = s.model_id "
+                    "LEFT JOIN models c ON c.model_id = s.challenger_id "
                     "WHERE s.scored_at >= ? ORDER BY s.scored_at DESC"
                 ),
                 (since,),
@@ -203,20 +268,42 @@ class _SqlDatabase:
                 if row[0] in seen:
                     continue
                 seen.add(row[0])
-                rows.append(LabelledScore(*row))
+                tid, scored_at, tag, p, amount, challenger, challenger_p, label, at = row
+                name, _, version = tag.partition(":")
+                c_name, _, c_version = (challenger or "").partition(":")
+                rows.append(
+                    LabelledScore(
+                        tid,
+                        scored_at,
+                        name,
+                        version,
+                        p,
+                        amount,
+                        c_name or None,
+                        c_version or None,
+                        challenger_p,
+                        label,
+                        at,
+                    )
+                )
                 if len(rows) == limit:
                     break
             return rows
 
     def scored_count(self, since: float) -> int:
-        """Distinct transactions scored at or after `since`."""
+        """Score rows written at or after `since` (a retried transaction counts twice)."""
         with self._connection() as conn:
             cursor = conn.cursor()
             cursor.execute(
-                self._sql("SELECT COUNT(DISTINCT transaction_id) FROM scores WHERE scored_at >= ?"),
+                self._sql(
+                    "SELECT COALESCE(SUM(n_rows), 0) FROM score_counts WHERE flushed_at >= ?"
+                ),
                 (since,),
             )
             return int(cursor.fetchone()[0])
+
+    def _count(self, cursor: Any, n_rows: int) -> None:
+        cursor.execute(self._sql("INSERT INTO score_counts VALUES (?, ?)"), (time.time(), n_rows))
 
 
 class SqliteScoreDatabase(_SqlDatabase):
@@ -249,13 +336,15 @@ class SqliteScoreDatabase(_SqlDatabase):
     def _lock_for_migration(self, cursor: Any) -> None:
         cursor.execute("BEGIN IMMEDIATE")
 
-    def insert_scores(self, rows: Sequence[ScoreRow]) -> None:
-        """Append score rows in one transaction."""
+    def insert_scores(self, rows: Sequence[ScoreRow] | Iterable[ScoreRow], n_rows: int) -> None:
+        """Append `n_rows` score rows in one transaction (an id repeated within one request,
+        at the same time, is kept once)."""
         marks = ", ".join("?" * len(SCORE_COLUMNS))
         with self._connection() as conn:
             conn.executemany(
-                f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) VALUES ({marks})", rows
+                f"INSERT OR IGNORE INTO scores ({', '.join(SCORE_COLUMNS)}) VALUES ({marks})", rows
             )
+            self._count(conn.cursor(), n_rows)
             conn.commit()
 
 
@@ -263,6 +352,7 @@ class PostgresScoreDatabase(_SqlDatabase):
     """PostgreSQL through psycopg 3: rows arrive with ``COPY``, for several replicas at once."""
 
     placeholder = "%s"
+    backend = "postgresql"
 
     def __init__(self, url: str, connect_timeout_s: int = 5) -> None:
         self.url = url
@@ -296,13 +386,14 @@ class PostgresScoreDatabase(_SqlDatabase):
             )
             return {row[0] for row in cursor.fetchall()}
 
-    def insert_scores(self, rows: Sequence[ScoreRow]) -> None:
-        """Append score rows with one ``COPY``."""
+    def insert_scores(self, rows: Sequence[ScoreRow] | Iterable[ScoreRow], n_rows: int) -> None:
+        """Append `n_rows` score rows with one ``COPY``."""
         with self._connection() as conn:
             cursor = conn.cursor()
             with cursor.copy(f"COPY scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+            self._count(cursor, n_rows)
             conn.commit()
 
 

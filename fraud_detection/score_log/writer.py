@@ -9,77 +9,81 @@ counted instead of delaying a prediction.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 
-from fraud_detection.score_log.database import DatabaseUnavailable
+from fraud_detection.score_log.database import BY_CHALLENGER
+from fraud_detection.score_log.database import IS_FRAUD
 from fraud_detection.score_log.database import ScoreDatabase
 from fraud_detection.score_log.database import ScoreRow
+from fraud_detection.score_log.database import model_id
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ScoredBatch:
-    """The scores of one request, as columns (rows are built on the writer thread)."""
+class ScoredBatch(NamedTuple):
+    """The scores of one request, as columns: all the request path builds (a tuple, no rows)."""
 
     transaction_ids: list[str]
     scored_at: float
-    model: str
-    model_version: str
-    probabilities: np.ndarray
-    is_fraud: np.ndarray
-    served_by_challenger: np.ndarray | None
+    probabilities: np.ndarray  # the champion's
+    is_fraud: np.ndarray  # the decision served
+    by_challenger: np.ndarray | None  # True: the canary's challenger decided
     amounts: np.ndarray
-    challenger: str | None = None
-    challenger_version: str | None = None
     challenger_probabilities: np.ndarray | None = None  # NaN: the challenger did not run
 
-    def __len__(self) -> int:
-        return len(self.transaction_ids)
 
-    def rows(self) -> list[ScoreRow]:
-        """The ``scores`` rows of this batch."""
-        n = len(self)
-        served = (
-            ["champion"] * n
-            if self.served_by_challenger is None
-            else np.where(self.served_by_challenger, "challenger", "champion").tolist()
-        )
-        if self.challenger_probabilities is None:
-            challenger_p: list[float | None] = [None] * n
-            challenger = [None] * n
-            version = [None] * n
-        else:
-            ran = ~np.isnan(self.challenger_probabilities)
-            challenger_p = [
-                p if r else None
-                for p, r in zip(self.challenger_probabilities.tolist(), ran.tolist(), strict=True)
+def score_rows(
+    batches: list[ScoredBatch], champion_id: int, challenger_id: int | None
+) -> tuple[Iterator[ScoreRow], int]:
+    """The ``scores`` rows of `batches` (an iterator, built column by column) and their count."""
+    ids = [i for b in batches for i in b.transaction_ids]
+    n = len(ids)
+    scored_at = np.repeat([b.scored_at for b in batches], [len(b.transaction_ids) for b in batches])
+    flags = np.concatenate([b.is_fraud for b in batches]).astype(np.int64) * IS_FRAUD
+    if any(b.by_challenger is not None for b in batches):
+        flags += BY_CHALLENGER * np.concatenate(
+            [
+                np.zeros(len(b.transaction_ids), bool)
+                if b.by_challenger is None
+                else b.by_challenger
+                for b in batches
             ]
-            challenger = [self.challenger if r else None for r in ran.tolist()]
-            version = [self.challenger_version if r else None for r in ran.tolist()]
-        return list(
-            zip(
-                self.transaction_ids,
-                [self.scored_at] * n,
-                [self.model] * n,
-                [self.model_version] * n,
-                self.probabilities.tolist(),
-                self.is_fraud.tolist(),
-                served,
-                self.amounts.tolist(),
-                challenger,
-                version,
-                challenger_p,
-                strict=True,
-            )
         )
+    challenger_p: Iterator[float | None] = itertools.repeat(None, n)
+    challenger_ids: Iterator[int | None] = itertools.repeat(None, n)
+    if any(b.challenger_probabilities is not None for b in batches):
+        values = np.concatenate(
+            [
+                np.full(len(b.transaction_ids), np.nan)
+                if b.challenger_probabilities is None
+                else b.challenger_probabilities
+                for b in batches
+            ]
+        ).tolist()
+        challenger_p = iter([None if v != v else v for v in values])  # NaN: did not run
+        challenger_ids = iter([None if v != v else challenger_id for v in values])
+    rows = zip(
+        ids,
+        scored_at.tolist(),
+        itertools.repeat(champion_id, n),
+        np.concatenate([b.probabilities for b in batches]).tolist(),
+        flags.tolist(),
+        np.concatenate([b.amounts for b in batches]).tolist(),
+        challenger_ids,
+        challenger_p,
+        strict=True,
+    )
+    return rows, n
 
 
 @dataclass
@@ -108,11 +112,16 @@ class WriterStats:
 
 
 class ScoreLogWriter:
-    """Queues `ScoredBatch` objects and inserts them from one background thread."""
+    """Queues `ScoredBatch` objects and inserts them from one background thread.
+
+    `champion` and `challenger` are the model tags the rows are scored by.
+    """
 
     def __init__(
         self,
         database: ScoreDatabase,
+        champion: str,
+        challenger: str | None = None,
         *,
         max_pending_rows: int = 100_000,
         flush_interval_s: float = 0.5,
@@ -120,6 +129,9 @@ class ScoreLogWriter:
         counters: Any = None,
     ) -> None:
         self.database = database
+        self.models = [champion] if challenger is None else [champion, challenger]
+        self._champion_id = model_id(champion)
+        self._challenger_id = None if challenger is None else model_id(challenger)
         self.max_pending_rows = max_pending_rows
         self.flush_interval_s = flush_interval_s
         self.retry_after_s = retry_after_s
@@ -138,7 +150,7 @@ class ScoreLogWriter:
 
     def submit(self, batch: ScoredBatch) -> None:
         """Queue a batch for writing; drops it (and counts it) when the queue is full."""
-        n = len(batch)
+        n = len(batch.transaction_ids)
         with self._lock:
             if self._pending + n > self.max_pending_rows:
                 self.stats.dropped_rows += n
@@ -171,10 +183,8 @@ class ScoreLogWriter:
             return
         try:
             found = self.database.migrate()
-        except DatabaseUnavailable as e:
-            self._failed(e)
-            return
-        except Exception as e:  # never let a bad database kill the thread
+            self.database.register_models(self.models)
+        except Exception as e:  # DatabaseUnavailable, or anything: never kill the thread
             self._failed(e)
             return
         self.stats.schema_ready = True
@@ -187,24 +197,24 @@ class ScoreLogWriter:
         batches = self._take()
         if not batches:
             return 0
-        rows = [row for batch in batches for row in batch.rows()]
+        rows, n = score_rows(batches, self._champion_id, self._challenger_id)
         try:
-            self.database.insert_scores(rows)
+            self.database.insert_scores(rows, n)
         except Exception as e:
             self._requeue(batches)
             self._failed(e)
             return 0
         with self._lock:
-            self._pending -= len(rows)
+            self._pending -= n
             self.stats.pending_rows = self._pending
-        self.stats.written_rows += len(rows)
+        self.stats.written_rows += n
         self.stats.last_write_at = time.time()
         if self.stats.last_error is not None:
             logger.info("Score log writes to %s resumed", self.database.url)
         self.stats.last_error = None
         if self._counters is not None:
-            self._counters.written.inc(len(rows))
-        return len(rows)
+            self._counters.written.inc(n)
+        return n
 
     def _failed(self, error: Exception) -> None:
         if self.stats.last_error is None:
