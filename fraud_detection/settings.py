@@ -163,9 +163,9 @@ class ServingSettings:
 
     model: str = "mlp"
     challenger: str | None = None
-    # DistilBERT costs ~44x the MLP per batched row on CPU (118 vs 2.7 us, one thread): 5% of
-    # 1,000 rows/s is 1-2% of a core, and still ~7,000 frauds a day scored by both models at
-    # the ULB fraud rate (docs/champion-challenger.md).
+    # DistilBERT costs 40-70x the MLP per row on CPU (100-120 us against 1.5-2.7 us in 64-row
+    # calls, one thread): 5% of 1,000 rows/s is 1-2% of a core, and still ~7,000 frauds a day
+    # scored by both models at the ULB fraud rate (docs/champion-challenger.md).
     shadow_share: float = 0.05
     canary_share: float = 0.0
     score_log: bool = True
