@@ -1,9 +1,9 @@
 """``POST /feedback`` (late labels in) and ``GET /performance`` (online metrics out).
 
-Served by an ASGI middleware, like ``/predict``'s fast route, so each answer is exactly what
-the issue of the moment needs: a bare JSON list of labels is accepted (as is
-``{"labels": [...]}``), a bad item is a 400 naming it, and a database that is down is a 503
-whose body says so (BentoML 1.4 replaces the text of its own 5xx answers).
+Served by an ASGI middleware, like ``/predict``'s fast route, so the service controls each
+answer: a bare JSON list of labels is accepted (as is ``{"labels": [...]}``), a bad item is a
+400 naming it, and a database that is down is a 503 whose body says so (BentoML 1.4 replaces
+the text of its own 5xx answers). `document_outcome_routes` adds both to the OpenAPI document.
 """
 
 from __future__ import annotations
