@@ -35,6 +35,7 @@ from fraud_detection.api_models import transaction_ids
 from fraud_detection.api_models import transactions_to_array
 from fraud_detection.batching import QueueTimeoutError
 from fraud_detection.batching import ZeroDelayBatcher
+from fraud_detection.catalog import resolve_model
 from fraud_detection.catalog import training_command
 from fraud_detection.console import ConsoleLimits
 from fraud_detection.console import ConsoleRoutes
@@ -93,7 +94,7 @@ settings = ServingSettings.from_env()
 def stored_model(tag: str) -> bentoml.models.BentoModel:
     """The model `tag` from the store, its files checked (at start-up, not at a request)."""
     model = bentoml.models.BentoModel(tag)
-    kind = tag.split(":")[0].removeprefix("fraud-")
+    kind = resolve_model(tag)[0]
     if model.stored is None:
         raise bentoml.exceptions.NotFound(
             f"Model {tag} is not in the BentoML model store under "

@@ -111,21 +111,25 @@ class PerformanceMonitor:
         while not self._stop.wait(self.every_seconds):
             self.refresh()
 
-    def refresh(self) -> dict[str, Any] | None:
-        """One computation; None (and ``fraud_score_db_up`` 0) when it fails."""
+    def compute(self) -> dict[str, Any]:
+        """One computation, its gauges set; a failure sets ``fraud_score_db_up`` to 0 and
+        propagates."""
         metrics = performance_metrics()
         try:
             document = self.performance.compute()
-        except Exception as e:
-            logger.warning("Online performance computation failed: %s", e)
+        except Exception:
             metrics.database_up.set(0)
-            return None
+            raise
         metrics.record(document)
         return document
 
-    def refresh_from(self, document: dict[str, Any]) -> None:
-        """Set the gauges from a document computed elsewhere (a ``/performance`` request)."""
-        performance_metrics().record(document)
+    def refresh(self) -> dict[str, Any] | None:
+        """`compute` for the timer: None (logged) when it fails."""
+        try:
+            return self.compute()
+        except Exception as e:
+            logger.warning("Online performance computation failed: %s", e)
+            return None
 
     def close(self) -> None:
         self._stop.set()

@@ -36,11 +36,13 @@ from fraud_detection.performance.online import JudgedModel
 from fraud_detection.performance.online import judge
 from fraud_detection.performance.online import paired_rows
 from fraud_detection.score_log.database import LabelledScore
-from fraud_detection.score_log.database import ScoreDatabase
 from fraud_detection.score_log.database import open_database
 from fraud_detection.settings import ServingSettings
 
 TARGETS = ("cloudrun", "gke", "env")
+
+
+Difference = tuple[float, float, float]  # challenger - champion, 95% interval low, high
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,8 @@ class Evidence:
 
     champion: dict[str, Any]
     challenger: dict[str, Any]
-    auprc_difference: tuple[float, float, float] | None  # challenger - champion [lo, hi]
-    cost_difference: tuple[float, float, float] | None
+    auprc_difference: Difference | None
+    cost_difference: Difference | None
 
     @property
     def challenger_wins(self) -> bool:
@@ -60,9 +62,10 @@ class Evidence:
         return self.auprc_difference[1] > 0 and self.cost_difference[0] <= 0
 
 
-def current_pair(database: ScoreDatabase, since: float) -> tuple[str, str]:
-    """Champion and challenger tags of the newest labelled score that has a challenger."""
-    for row in database.labelled_scores(since, limit=100_000):
+def current_pair(rows: Sequence[LabelledScore]) -> tuple[str, str]:
+    """Champion and challenger tags of the newest labelled score (of `rows`, newest first)
+    that has a challenger."""
+    for row in rows:
         if row.challenger is not None:
             return f"{row.model}:{row.model_version}", f"{row.challenger}:{row.challenger_version}"
     raise SystemExit(
@@ -71,58 +74,62 @@ def current_pair(database: ScoreDatabase, since: float) -> tuple[str, str]:
     )
 
 
-def bootstrap_difference(
+def bootstrap_differences(
     rows: Sequence[LabelledScore],
     champion: JudgedModel,
     challenger: JudgedModel,
-    key: str,
+    keys: Sequence[str],
     rounds: int,
     seed: int,
-) -> tuple[float, float, float] | None:
-    """Challenger minus champion on `key`, with a 95% stratified row-bootstrap interval."""
+) -> dict[str, Difference | None]:
+    """Challenger minus champion on each of `keys`, with 95% stratified row-bootstrap
+    intervals from the same resamples (None where the metric is undefined on `rows`)."""
     config = PerformanceConfig(recall_alert_min_frauds=0)
 
-    def difference(sample: Sequence[LabelledScore]) -> float | None:
-        a = judge(champion, sample, config)[key]
-        b = judge(challenger, sample, config)[key]
-        return None if a is None or b is None else b - a
+    def differences(sample: Sequence[LabelledScore]) -> dict[str, float | None]:
+        a, b = judge(champion, sample, config), judge(challenger, sample, config)
+        return {k: None if a[k] is None or b[k] is None else b[k] - a[k] for k in keys}
 
-    point = difference(rows)
-    if point is None:
-        return None
+    points = differences(rows)
     rng = np.random.default_rng(seed)
     labels = np.array([r.label for r in rows])
     frauds, genuine = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    draws = []
+    draws: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(rounds):
         picked = np.concatenate(
             [rng.choice(frauds, len(frauds)), rng.choice(genuine, len(genuine))]
         )
-        d = difference([rows[i] for i in picked])
-        if d is not None:
-            draws.append(d)
-    lo, hi = np.quantile(draws, [0.025, 0.975])
-    return point, float(lo), float(hi)
+        for k, d in differences([rows[i] for i in picked]).items():
+            if d is not None:
+                draws[k].append(d)
+    result: dict[str, Difference | None] = {}
+    for k in keys:
+        point = points[k]
+        if point is None:
+            result[k] = None
+            continue
+        lo, hi = np.quantile(draws[k], [0.025, 0.975])
+        result[k] = (point, float(lo), float(hi))
+    return result
 
 
 def gather_evidence(
-    database: ScoreDatabase,
+    rows: Sequence[LabelledScore],
     champion: JudgedModel,
     challenger: JudgedModel,
-    since: float,
     rounds: int = 1000,
     seed: int = 0,
 ) -> Evidence:
-    """`Evidence` on the transactions both models scored since `since`."""
-    rows = paired_rows(champion, challenger, database.labelled_scores(since, limit=10**9))
+    """`Evidence` on those of `rows` (labelled scores) that both models scored."""
+    both = paired_rows(champion, challenger, rows)
     config = PerformanceConfig()
+    cost = "expected_cost_per_transaction"
+    intervals = bootstrap_differences(both, champion, challenger, ("auprc", cost), rounds, seed)
     return Evidence(
-        champion=judge(champion, rows, config),
-        challenger=judge(challenger, rows, config),
-        auprc_difference=bootstrap_difference(rows, champion, challenger, "auprc", rounds, seed),
-        cost_difference=bootstrap_difference(
-            rows, champion, challenger, "expected_cost_per_transaction", rounds, seed
-        ),
+        champion=judge(champion, both, config),
+        challenger=judge(challenger, both, config),
+        auprc_difference=intervals["auprc"],
+        cost_difference=intervals[cost],
     )
 
 
@@ -195,12 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="promote even if not better")
     args = parser.parse_args(argv)
 
-    database = open_database(args.db_url)
     since = time.time() - args.days * DAY_S
-    champion_tag, challenger_tag = current_pair(database, since)
+    rows = open_database(args.db_url).labelled_scores(since, limit=10**9)  # read once
+    champion_tag, challenger_tag = current_pair(rows)
     champion = judged("champion", champion_tag)
     challenger = judged("challenger", challenger_tag)
-    evidence = gather_evidence(database, champion, challenger, since, rounds=args.rounds)
+    evidence = gather_evidence(rows, champion, challenger, rounds=args.rounds)
     print(report(evidence, champion_tag, challenger_tag))
     command = swap_command(args.target, champion_tag, challenger_tag, args.service, args.region)
     if not evidence.challenger_wins and not args.force:

@@ -28,7 +28,6 @@ from fraud_detection.http_guards import Send
 from fraud_detection.http_guards import send_json
 from fraud_detection.http_guards import send_json_bytes
 from fraud_detection.performance.metrics import PerformanceMonitor
-from fraud_detection.performance.metrics import performance_metrics
 from fraud_detection.predict_route import read_body
 from fraud_detection.routing.shadow import ShadowScorer
 from fraud_detection.routing.transaction_ids import TRANSACTION_ID_PATTERN
@@ -95,11 +94,9 @@ class Outcomes:
     def performance(self) -> tuple[int, dict[str, Any]]:
         """The ``/performance`` status and document."""
         try:
-            document = self.monitor.performance.compute()
+            document = self.monitor.compute()
         except DatabaseUnavailable as e:
-            performance_metrics().database_up.set(0)
             return 503, {"database": {"status": "unavailable", "error": str(e), **self.status()}}
-        self.monitor.refresh_from(document)
         return 200, {**document, "database": {"status": "ok", **self.status()}}
 
 

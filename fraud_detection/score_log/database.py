@@ -166,15 +166,45 @@ class ScoreDatabase(Protocol):
 
 
 class _SqlDatabase:
-    """The SQL both backends share; subclasses open connections and bulk-insert."""
+    """The SQL both backends share; subclasses open a connection and name their driver's
+    error, insert statement and migration lock."""
 
     url: str
     placeholder = "?"
     backend = "sqlite"
+    #: ``INSERT ... SELECT`` of `SCORE_COLUMNS` from one JSON array bound to the placeholder.
+    insert_statement: str
+
+    def _open(self) -> Any:
+        raise NotImplementedError
+
+    def _driver_error(self) -> type[Exception]:
+        raise NotImplementedError
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
-        raise NotImplementedError
+        """A connection for one unit of work; driver errors become `DatabaseUnavailable`."""
+        error = self._driver_error()
+        try:
+            conn = self._open()
+        except (OSError, error) as e:
+            raise DatabaseUnavailable(f"{redacted(self.url)}: {e}") from e
+        try:
+            yield conn
+        except error as e:
+            conn.rollback()
+            raise DatabaseUnavailable(f"{redacted(self.url)}: {e}") from e
+        finally:
+            conn.close()
+
+    def insert_scores(self, rows: Sequence[ScoreRow] | Iterable[ScoreRow], n_rows: int) -> None:
+        """Append `n_rows` score rows in one statement and one transaction (on SQLite, an id
+        repeated within one request, at the same time, is kept once)."""
+        with self._connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(self.insert_statement, (json_rows(rows),))
+            self._count(cursor, n_rows)
+            conn.commit()
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", self.placeholder)
@@ -311,45 +341,30 @@ class _SqlDatabase:
 class SqliteScoreDatabase(_SqlDatabase):
     """A SQLite file in WAL mode: readers never block the writers of other workers."""
 
+    insert_statement = (
+        f"INSERT OR IGNORE INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT "
+        + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(SCORE_COLUMNS)))
+        + " FROM json_each(?)"
+    )
+
     def __init__(self, path: str | Path, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         self.busy_timeout_s = busy_timeout_s
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout_s, isolation_level="DEFERRED"
-            )
-        except (OSError, sqlite3.Error) as e:
-            raise DatabaseUnavailable(f"{self.url}: {e}") from e
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, not per row
-            yield conn
-        except sqlite3.Error as e:
-            conn.rollback()
-            raise DatabaseUnavailable(f"{self.url}: {e}") from e
-        finally:
-            conn.close()
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level="DEFERRED")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, not per row
+        return conn
+
+    def _driver_error(self) -> type[Exception]:
+        return sqlite3.Error
 
     def _lock_for_migration(self, cursor: Any) -> None:
+        # WAL is a property of the file: set once here, every later connection uses it.
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("BEGIN IMMEDIATE")
-
-    def insert_scores(self, rows: Sequence[ScoreRow] | Iterable[ScoreRow], n_rows: int) -> None:
-        """Append `n_rows` score rows in one statement and one transaction (an id repeated
-        within one request, at the same time, is kept once)."""
-        extract = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(SCORE_COLUMNS)))
-        with self._connection() as conn:
-            conn.execute(
-                f"INSERT OR IGNORE INTO scores ({', '.join(SCORE_COLUMNS)}) "
-                f"SELECT {extract} FROM json_each(?)",
-                (json_rows(rows),),
-            )
-            self._count(conn.cursor(), n_rows)
-            conn.commit()
 
 
 class PostgresScoreDatabase(_SqlDatabase):
@@ -357,26 +372,30 @@ class PostgresScoreDatabase(_SqlDatabase):
 
     placeholder = "%s"
     backend = "postgresql"
+    insert_statement = (
+        f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT "
+        + ", ".join(
+            f"(e->>{i})::{t}"
+            for i, t in enumerate(
+                ("text", "float8", "int", "float8", "smallint", "float8", "int", "float8")
+            )
+        )
+        + " FROM json_array_elements(%s::json) AS e"
+    )
 
     def __init__(self, url: str, connect_timeout_s: int = 5) -> None:
         self.url = url
         self.connect_timeout_s = connect_timeout_s
 
-    @contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def _open(self) -> Any:
         import psycopg  # only deployments with FRAUD_DB_URL=postgresql://... load it
 
-        try:
-            conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout_s)
-        except psycopg.Error as e:
-            raise DatabaseUnavailable(f"{redacted(self.url)}: {e}") from e
-        try:
-            yield conn
-        except psycopg.Error as e:
-            conn.rollback()
-            raise DatabaseUnavailable(f"{redacted(self.url)}: {e}") from e
-        finally:
-            conn.close()
+        return psycopg.connect(self.url, connect_timeout=self.connect_timeout_s)
+
+    def _driver_error(self) -> type[Exception]:
+        import psycopg
+
+        return psycopg.Error
 
     def _lock_for_migration(self, cursor: Any) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(727272)")  # any constant: one migrator
@@ -389,20 +408,6 @@ class PostgresScoreDatabase(_SqlDatabase):
                 (list(dict.fromkeys(ids)),),
             )
             return {row[0] for row in cursor.fetchall()}
-
-    def insert_scores(self, rows: Sequence[ScoreRow] | Iterable[ScoreRow], n_rows: int) -> None:
-        """Append `n_rows` score rows in one statement and one transaction."""
-        types = ("text", "float8", "int", "float8", "smallint", "float8", "int", "float8")
-        columns = ", ".join(f"(e->>{i})::{t}" for i, t in enumerate(types))
-        with self._connection() as conn:
-            cursor = conn.cursor()
-            cursor.execute(
-                f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) "
-                f"SELECT {columns} FROM json_array_elements(%s::json) AS e",
-                (json_rows(rows),),
-            )
-            self._count(cursor, n_rows)
-            conn.commit()
 
 
 def json_rows(rows: Iterable[ScoreRow]) -> str:
