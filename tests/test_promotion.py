@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from fraud_detection.performance.promotion import swap_command
+from fraud_detection.score_log.database import ScoreColumns
 from fraud_detection.score_log.database import SqliteScoreDatabase
 from fraud_detection.score_log.database import score_row
 from tests.conftest import REPO
@@ -37,7 +38,7 @@ def score_log(path: Path, champion: str, challenger: str, challenger_better: boo
                   challenger=challenger, challenger_probability=float(challenger_p[i]))
         for i in range(3000)
     ]  # fmt: skip
-    database.insert_scores(rows, len(rows))
+    database.insert_scores(ScoreColumns.of_rows(rows))
     database.upsert_labels([(f"t{i}", int(y)) for i, y in enumerate(labels)], now)
     return database.url
 

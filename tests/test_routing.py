@@ -27,6 +27,7 @@ from fraud_detection.routing.router import TrafficShares
 from fraud_detection.routing.shadow import ShadowScorer
 from fraud_detection.routing.transaction_ids import TransactionIdAssigner
 from fraud_detection.routing.transaction_ids import traffic_buckets
+from fraud_detection.score_log.database import ScoreColumns
 from fraud_detection.score_log.database import SqliteScoreDatabase
 from fraud_detection.score_log.database import score_row
 from fraud_detection.score_log.writer import ScoredBatch
@@ -199,7 +200,7 @@ def test_the_recall_alert_needs_both_a_drop_and_enough_frauds(tmp_path: Path) ->
     p = np.array([0.9 if i % 2 else 0.1 for i in range(n_frauds)] + [0.05] * 400)
     database.register_models(["fraud-mlp:v"])
     rows = [score_row(t, time.time(), "fraud-mlp:v", float(x)) for t, x in zip(ids, p, strict=True)]
-    database.insert_scores(rows, len(rows))
+    database.insert_scores(ScoreColumns.of_rows(rows))
     database.upsert_labels([(t, int(t.startswith("f"))) for t in ids], time.time())
     model = JudgedModel("champion", "fraud-mlp", "v", 0.5, 0.9, CostRule())
     for min_frauds, firing in ((30, True), (41, False)):

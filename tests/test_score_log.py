@@ -174,9 +174,14 @@ def test_a_database_that_is_down_keeps_rows_queued_then_drops_and_counts_the_exc
     tmp_path: Path,
 ) -> None:
     server = PostgresServer.create(tmp_path / "pg")
-    server.stop()
     database = open_database(server.url)
     writer = writer_for(database, max_pending_rows=100, flush_interval_s=0.05, retry_after_s=0.1)
+    writer.submit(batch([f"before-{j}" for j in range(10)], [0.2] * 10))
+    deadline = time.monotonic() + 10
+    while writer.stats.written_rows < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.stats.written_rows == 10, "written on the connection the writer keeps"
+    server.stop()  # that connection breaks: it is dropped, and a new one opened after
     for i in range(15):
         writer.submit(batch([f"t{i}-{j}" for j in range(10)], [0.2] * 10))
     assert writer.stats.dropped_rows == 50, "100 rows kept for later, the rest counted"
@@ -189,11 +194,29 @@ def test_a_database_that_is_down_keeps_rows_queued_then_drops_and_counts_the_exc
     server.start()
     writer.retry_after_s = 0.05
     deadline = time.monotonic() + 20
-    while writer.stats.written_rows < 100 and time.monotonic() < deadline:
+    while writer.stats.written_rows < 110 and time.monotonic() < deadline:
         time.sleep(0.05)
     writer.close()
+    assert writer.stats.written_rows == 110 and writer.stats.last_error is None
+    assert len(database.known_ids([f"t{i}-{j}" for i in range(15) for j in range(10)])) == 100
     server.stop()
-    assert writer.stats.written_rows == 100 and writer.stats.last_error is None
+
+
+def test_a_flush_larger_than_one_statement_is_written_whole(database: ScoreDatabase) -> None:
+    ids = [f"id-{i}" for i in range(1234)] + ["id-7"]  # an id repeated within one request
+    writer = writer_for(database, flush_interval_s=60)
+    writer.submit(batch(ids, [i / len(ids) for i in range(len(ids))], scored_at=50.0))
+    writer.close()
+    assert writer.stats.written_rows == 1235
+    assert database.known_ids(ids) == set(ids)
+    with database._connection() as conn:  # type: ignore[attr-defined]
+        cursor = conn.cursor()
+        cursor.execute("SELECT COUNT(*), MAX(probability), SUM(amount) FROM scores")
+        count, top, amounts = cursor.fetchone()
+    # SQLite keys rows by (id, time) and keeps the first of the repeat; PostgreSQL keeps both.
+    assert count == (1234 if isinstance(database, SqliteScoreDatabase) else 1235)
+    assert top == pytest.approx((count - 1) / 1235, rel=1e-6)
+    assert amounts == sum(range(1, count + 1))
 
 
 def test_database_urls_are_checked_and_passwords_never_shown() -> None:
