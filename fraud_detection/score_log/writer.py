@@ -42,9 +42,9 @@ class ScoredBatch(NamedTuple):
 class PendingScores:
     """Rows waiting for the next flush, as growing column lists.
 
-    `add` copies a batch's values into the lists, so nothing a request made outlives it.
-    Holding each request's batch until the flush instead cost the serving thread 6-14% more
-    CPU per request at 0.5 s flushes, growing with the interval (measured).
+    `add` copies a batch's values into the lists, so nothing a request made outlives it:
+    holding each request's batch until the flush instead raised the serving p99 (22-24 ms
+    against 16-17 ms with the log off, one-row requests at 32 connections; 18 ms this way).
     """
 
     __slots__ = (
