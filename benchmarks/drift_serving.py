@@ -60,8 +60,20 @@ V14 = FEATURE_NAMES.index("V14")
 AMOUNT = FEATURE_NAMES.index("Amount")
 
 
-def start(workdir: Path, name: str, cwd: Path = REPO, **env: str) -> ServerProcess:
-    """``bentoml serve service:FraudDetector`` from `cwd`, one worker, on a free loopback port."""
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """(server CPUs, load-generator CPUs): the last CPU this process may use for the server,
+    the others for the load; None with fewer than two."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def start(
+    workdir: Path, name: str, cwd: Path = REPO, cpus: set[int] | None = None, **env: str
+) -> ServerProcess:
+    """``bentoml serve service:FraudDetector`` from `cwd`, one worker, on a free loopback port
+    (on `cpus` only, through ``taskset``, when given)."""
     port = free_port()
     folder = workdir / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,6 +85,8 @@ def start(workdir: Path, name: str, cwd: Path = REPO, **env: str) -> ServerProce
     }
     argv = [sys.executable, "-m", "bentoml", "serve", "service:FraudDetector"]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
+    if cpus:
+        argv = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *argv]
     return ServerProcess.start(argv, port=port, env=environ, cwd=cwd, log_file=folder / "log")
 
 
@@ -246,8 +260,13 @@ def paired_cost(
     rounds: int,
     passes: int,
     variants: dict[str, dict[str, str]],
+    pin: bool = False,
 ) -> dict[str, Any]:
     """wrk (one-row requests) and Locust (the mix) against two server variants side by side.
+
+    With `pin` (and two CPUs or more), the servers run on the last CPU and the load
+    generators on the others, the shape of a one-vCPU instance with remote clients; without
+    it, the scheduler places them (how the published figures were measured).
 
     `variants` maps two labels to the environment each server gets; ratios are the first over
     the second. Each round starts a fresh pair of servers, then runs `passes` short passes per
@@ -271,10 +290,16 @@ def paired_cost(
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         tool: {label: [] for label in variants} for tool in tools
     }
+    placement = split_cpus() if pin else None
+    server_cpus = None if placement is None else placement[0]
+    own_cpus = os.sched_getaffinity(0)
+    if placement is not None:
+        os.sched_setaffinity(0, placement[1])  # wrk and Locust inherit it
     steal_before = cpu_steal_share()
     for round_ in range(rounds):
         servers = {
-            label: start(workdir, f"{label}-{round_}", **env) for label, env in variants.items()
+            label: start(workdir, f"{label}-{round_}", cpus=server_cpus, **env)
+            for label, env in variants.items()
         }
         try:
             for server in servers.values():
@@ -287,6 +312,7 @@ def paired_cost(
         finally:
             for server in servers.values():
                 server.stop()
+    os.sched_setaffinity(0, own_cpus)
     steal_after = cpu_steal_share()
     steal = (steal_after[0] - steal_before[0]) / max(steal_after[1] - steal_before[1], 1)
 
@@ -312,6 +338,10 @@ def paired_cost(
         "rounds": rounds,
         "passes": passes,
         "cpu_steal_share": round(steal, 4),
+        "placement": "unpinned"
+        if placement is None
+        else f"servers on CPU {sorted(placement[0])}, load generators on CPUs "
+        f"{sorted(placement[1])}",
         "ratios": ratios,
         "runs": runs,
     }
@@ -332,7 +362,8 @@ def paired_cost_rows(cost: dict[str, Any], what: str, target: str) -> list[str]:
             f"{r['throughput']['pairs']} paired passes [95% two-stage bootstrap: server pairs, "
             "then passes] "
             f"({cost['rounds']} fresh server pairs x {cost['passes']} alternating "
-            f"{cost['seconds']:.0f} s passes; CPU steal {cost['cpu_steal_share']:.1%}) "
+            f"{cost['seconds']:.0f} s passes; {cost.get('placement', 'unpinned')}; CPU steal "
+            f"{cost['cpu_steal_share']:.1%}) "
             f"| throughput {interval(r['throughput'])} ({r['requests_per_s'][first]} / "
             f"{r['requests_per_s'][second]} req/s); p99 {interval(r['p99'])}; server CPU per "
             f"request {interval(r['cpu_per_request'])} | {target} |"
@@ -427,6 +458,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--rounds", type=int, default=4, help="hook-cost server pairs")
     parser.add_argument("--passes", type=int, default=8, help="hook-cost pass pairs per tool")
     parser.add_argument("--soak-minutes", type=int, default=0)
+    parser.add_argument(
+        "--pin", action="store_true", help="hook cost: servers on one CPU, load on the others"
+    )
     parser.add_argument("--name", default="vm")
     parser.add_argument(
         "--stages", default="detection,false-alarms,hook-cost", help="comma-separated subset"
@@ -463,6 +497,7 @@ def main(argv: list[str] | None = None) -> Path:
                 args.rounds,
                 args.passes,
                 {"on": {}, "off": DRIFT_OFF},
+                pin=args.pin,
             )
             print(json.dumps(results["hook_cost"]["ratios"]), flush=True)
         if args.soak_minutes:

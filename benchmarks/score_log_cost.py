@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--passes", type=int, default=6)
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--name", default="vm")
+    parser.add_argument(
+        "--pin", action="store_true", help="servers on one CPU, load generators on the others"
+    )
     args = parser.parse_args(argv)
     stages = args.stages.split(",")
     rows = load_rows(args.data, 20_000, seed=11)
@@ -116,8 +119,9 @@ def main(argv: list[str] | None = None) -> Path:
 
     def measure(stage: str, variants: dict[str, dict[str, str]], workdir: Path) -> None:
         results[stage] = paired_cost(
-            workdir, rows, args.data, args.seconds, args.rounds, args.passes, variants
-        )
+            workdir, rows, args.data, args.seconds, args.rounds, args.passes, variants,
+            pin=args.pin,
+        )  # fmt: skip
         print(stage, json.dumps(results[stage]["ratios"]), flush=True)
 
     with tempfile.TemporaryDirectory(prefix="score-log-bench-") as tmp:
