@@ -135,7 +135,8 @@ class WriterStats:
 
 
 class ScoreLogWriter:
-    """Queues `ScoredBatch` objects and inserts them from one background thread.
+    """Copies the rows of each `ScoredBatch` into `PendingScores` and inserts them from one
+    background thread.
 
     `champion` and `challenger` are the model tags the rows are scored by.
     """
@@ -172,7 +173,8 @@ class ScoreLogWriter:
         self._thread.start()
 
     def submit(self, batch: ScoredBatch) -> None:
-        """Queue a batch for writing; drops it (and counts it) when the queue is full."""
+        """Queue a batch's rows for writing; drops them (and counts them) when the queue is
+        full."""
         n = len(batch.transaction_ids)
         with self._lock:
             if self._pending + n > self.max_pending_rows:
