@@ -295,24 +295,26 @@ def paired_cost(
     own_cpus = os.sched_getaffinity(0)
     if placement is not None:
         os.sched_setaffinity(0, placement[1])  # wrk and Locust inherit it
-    steal_before = cpu_steal_share()
-    for round_ in range(rounds):
-        servers = {
-            label: start(workdir, f"{label}-{round_}", cpus=server_cpus, **env)
-            for label, env in variants.items()
-        }
-        try:
-            for server in servers.values():
-                run_wrk(server.url, "/predict", script, 32, 3)  # warm-up
-            for tool, run in tools.items():
-                for pass_ in range(passes):
-                    order = [first, second] if (round_ + pass_) % 2 == 0 else [second, first]
-                    for label in order:
-                        runs[tool][label].append(measured_pass(servers[label], run))
-        finally:
-            for server in servers.values():
-                server.stop()
-    os.sched_setaffinity(0, own_cpus)
+    try:
+        steal_before = cpu_steal_share()
+        for round_ in range(rounds):
+            servers = {
+                label: start(workdir, f"{label}-{round_}", cpus=server_cpus, **env)
+                for label, env in variants.items()
+            }
+            try:
+                for server in servers.values():
+                    run_wrk(server.url, "/predict", script, 32, 3)  # warm-up
+                for tool, run in tools.items():
+                    for pass_ in range(passes):
+                        order = [first, second] if (round_ + pass_) % 2 == 0 else [second, first]
+                        for label in order:
+                            runs[tool][label].append(measured_pass(servers[label], run))
+            finally:
+                for server in servers.values():
+                    server.stop()
+    finally:
+        os.sched_setaffinity(0, own_cpus)
     steal_after = cpu_steal_share()
     steal = (steal_after[0] - steal_before[0]) / max(steal_after[1] - steal_before[1], 1)
 

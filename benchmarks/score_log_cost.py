@@ -119,9 +119,8 @@ def main(argv: list[str] | None = None) -> Path:
 
     def measure(stage: str, variants: dict[str, dict[str, str]], workdir: Path) -> None:
         results[stage] = paired_cost(
-            workdir, rows, args.data, args.seconds, args.rounds, args.passes, variants,
-            pin=args.pin,
-        )  # fmt: skip
+            workdir, rows, args.data, args.seconds, args.rounds, args.passes, variants, args.pin
+        )
         print(stage, json.dumps(results[stage]["ratios"]), flush=True)
 
     with tempfile.TemporaryDirectory(prefix="score-log-bench-") as tmp:

@@ -156,13 +156,15 @@ class ScoreColumns:
         """The rows, one tuple each."""
         return zip(*self.lists(), strict=True)
 
-    def interleaved(self) -> list[Any]:
-        """Every value, row after row (row 0's columns, then row 1's): the parameters of a
-        multi-row ``VALUES``, built by slice assignment rather than a tuple per row."""
+    def interleaved(self, start: int, stop: int) -> list[Any]:
+        """The values of rows `start` to `stop`, row after row (row 0's columns, then row
+        1's): the parameters of a multi-row ``VALUES``, built by slice assignment rather than
+        a tuple per row."""
         width = len(SCORE_COLUMNS)
-        values: list[Any] = [None] * (self.n_rows * width)
+        stop = min(stop, self.n_rows)
+        values: list[Any] = [None] * ((stop - start) * width)
         for i, column in enumerate(self.lists()):
-            values[i::width] = column
+            values[i::width] = column[start:stop]
         return values
 
 
@@ -235,14 +237,18 @@ class _SqlDatabase:
     def _unavailable(self, error: Exception) -> DatabaseUnavailable:
         return DatabaseUnavailable(f"{redacted(self.url)}: {error}")
 
+    def _connect(self) -> Any:
+        """`_open`, its failure a `DatabaseUnavailable`."""
+        try:
+            return self._open()
+        except (OSError, self._driver_error()) as e:
+            raise self._unavailable(e) from e
+
     @contextmanager
     def _connection(self) -> Iterator[Any]:
         """A connection for one unit of work; driver errors become `DatabaseUnavailable`."""
         error = self._driver_error()
-        try:
-            conn = self._open()
-        except (OSError, error) as e:
-            raise self._unavailable(e) from e
+        conn = self._connect()
         try:
             yield conn
         except error as e:
@@ -262,10 +268,7 @@ class _SqlDatabase:
         error = self._driver_error()
         with self._kept_lock:
             if self._kept is None:
-                try:
-                    self._kept = self._open()
-                except (OSError, error) as e:
-                    raise self._unavailable(e) from e
+                self._kept = self._connect()
             conn = self._kept
             try:
                 yield conn
@@ -461,11 +464,9 @@ class SqliteScoreDatabase(_SqlDatabase):
         return sqlite3.Error
 
     def _insert_rows(self, cursor: Any, scores: ScoreColumns) -> None:
-        values = scores.interleaved()
-        step = self.rows_per_statement * len(SCORE_COLUMNS)
-        for start in range(0, len(values), step):
-            chunk = values[start : start + step]
-            cursor.execute(_sqlite_insert(len(chunk) // len(SCORE_COLUMNS)), chunk)
+        for start in range(0, scores.n_rows, self.rows_per_statement):
+            values = scores.interleaved(start, start + self.rows_per_statement)
+            cursor.execute(_sqlite_insert(len(values) // len(SCORE_COLUMNS)), values)
 
     def _lock_for_migration(self, cursor: Any) -> None:
         # WAL is a property of the file: set once here, every later connection uses it.

@@ -2,9 +2,9 @@
 
 The request path only appends a batch's values to bounded in-memory column lists (`submit`,
 no I/O, no lock held for long). A writer thread inserts them every `flush_interval_s`, in one
-transaction. When the database is slow or down, batches stay
-queued and are retried; once the queue holds `max_pending_rows`, new rows are dropped and
-counted instead of delaying a prediction.
+transaction. When the database is slow or down, rows stay queued and are retried; once the
+queue holds `max_pending_rows`, new rows are dropped and counted instead of delaying a
+prediction.
 """
 
 from __future__ import annotations
