@@ -204,7 +204,8 @@ quality: install
 GPU_ENV := FRAUD_MODEL=distilbert FRAUD_WORKERS=4 FRAUD_MAX_BATCH_SIZE=2048 FRAUD_ORT_THREADS=2
 bench-gpu: install
 	$(BIN)/python -m training model=distilbert_base data.n_rows=20000 data.fraud_rate=0.01 \
-	  model.max_epochs=1 trainer.device=cuda export.fp16=true export.reference_rows=1000
+	  model.max_epochs=1 trainer.device=cuda export.fp16=true export.reference_rows=1000 \
+	  ensemble.trees.enabled=false
 	$(BIN)/python -m benchmarks.torch_raw --dtype bf16 --out benchmarks/results/raw-torch-bf16-gpu.json
 	$(GPU_ENV) $(BIN)/python -m benchmarks.serving --variants distilbert-batching --mix 1 \
 	  --users 1,16,64 --duration 10 --warmup 3 --raw-batches 1,2,4,8,16,32,64,128,256,512,1024,2048 \

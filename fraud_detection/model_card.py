@@ -62,6 +62,32 @@ class Calibration(BaseModel):
     intercept: float = 0.0
 
 
+class TreeMemberInfo(BaseModel):
+    """Gradient-boosted trees cross-fitted on the networks' folds, blended in the graph.
+
+    The fold boosters give the out-of-fold scores the blend is fitted on; the served booster
+    is refitted on every labelled row. The served logit is
+    ``network_weight * network_logit + tree_weight * tree_logit + bias``: each branch
+    Platt-scaled on the out-of-fold rows, averaged, then Platt-scaled again.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    library: Literal["lightgbm"]
+    members: int
+    member_best_iterations: list[int]
+    member_validation_average_precision: list[float] = Field(
+        description="Each booster's average precision on the fold it left out."
+    )
+    served_rounds: int = Field(
+        description="Rounds of the served booster, refitted on every labelled row: the fold "
+        "boosters' mean best iteration."
+    )
+    network_weight: float
+    tree_weight: float
+    bias: float
+
+
 class EnsembleInfo(BaseModel):
     """A cross-fitted ensemble: one member per fold, their logits averaged inside the graph."""
 
@@ -73,6 +99,10 @@ class EnsembleInfo(BaseModel):
     member_best_epochs: list[int]
     member_validation_average_precision: list[float] = Field(
         description="Each member's best average precision on the fold it left out."
+    )
+    trees: TreeMemberInfo | None = Field(
+        None,
+        description="The gradient-boosted member (ensemble.trees.enabled); None: networks only.",
     )
 
 

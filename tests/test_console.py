@@ -239,6 +239,8 @@ def test_model_and_drift_panels(page: sync_api.Page, console_server) -> None:
     assert info["model"] in facts and info["threshold"]["rule"] in facts
     if info["ensemble"] is not None:
         assert f"{info['ensemble']['members']} cross-fitted" in (facts or "")
+        if info["ensemble"]["trees"] is not None:
+            assert f"{info['ensemble']['trees']['members']} lightgbm boosters" in (facts or "")
     assert page.locator("#model-metrics tbody tr").count() == len(info["metrics"])
 
     page.click("nav button[data-panel='monitoring']")

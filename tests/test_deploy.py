@@ -172,6 +172,12 @@ def test_cloudbuild_and_vertex_job_agree_with_the_project() -> None:
     command = " ".join(pool["containerSpec"]["args"])
     assert "dvc pull" in command and "python -m training model=distilbert_base" in command
     assert (REPO / "configs/model/distilbert_base.yaml").is_file()
+    # The job's overrides compose, and its float16 graph is not asked to hold the trees.
+    from tests.test_training import compose_config
+
+    overrides = command.split("python -m training ")[1].split("&&")[0].split()
+    cfg = compose_config(*[o for o in overrides if not o.startswith("data.path=")])
+    assert cfg.export.fp16 and not cfg.ensemble.trees.enabled
 
 
 def test_make_data_without_a_remote_writes_the_synthetic_default(tmp_path: Path) -> None:

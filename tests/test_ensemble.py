@@ -44,9 +44,15 @@ def test_folds_cover_every_row_once_and_share_the_frauds() -> None:
 
 
 def test_each_row_is_scored_by_the_member_that_left_it_out(labelled: Split) -> None:
-    cfg = compose_config("ensemble.folds=3", "model.max_epochs=2", "trainer.device=cpu")
+    cfg = compose_config(
+        "ensemble.folds=3",
+        "ensemble.trees.enabled=false",
+        "model.max_epochs=2",
+        "trainer.device=cpu",
+    )
     fitted = fit_model(cfg, labelled.features, labelled.labels)
     assert fitted.ensemble is not None and fitted.ensemble.members == 3
+    assert fitted.ensemble.trees is None and fitted.trees is None
     assert len(fitted.histories) == 3
     np.testing.assert_array_equal(fitted.validation_labels, labelled.labels)
     assert fitted.validation_scores.shape == (len(labelled),)
@@ -92,6 +98,7 @@ def test_single_network_keeps_a_validation_split(labelled: Split) -> None:
     cfg = compose_config("ensemble.folds=1", "model.max_epochs=2", "trainer.device=cpu")
     fitted = fit_model(cfg, labelled.features, labelled.labels)
     assert fitted.ensemble is None and len(fitted.histories) == 1
+    assert fitted.trees is None, "trees are cross-fitted: one network serves alone"
     assert len(fitted.validation_labels) == pytest.approx(0.15 * len(labelled), abs=2)
 
 
@@ -99,7 +106,9 @@ def test_single_network_keeps_a_validation_split(labelled: Split) -> None:
 def test_ensemble_exports_to_one_graph_with_parity(
     labelled: Split, tmp_path: Path, model: str
 ) -> None:
-    cfg = compose_config(f"model={model}", "ensemble.folds=2", "model.max_epochs=1")
+    cfg = compose_config(
+        f"model={model}", "ensemble.folds=2", "ensemble.trees.enabled=false", "model.max_epochs=1"
+    )
     network = fit_model(cfg, labelled.features, labelled.labels).network
     path = tmp_path / "ensemble.onnx"
     export_onnx(network, path, labelled.features)

@@ -35,29 +35,33 @@ def test_quality_benchmark_writes_table_json_and_plot(tmp_path: Path) -> None:
     main(
         [
             "--data", str(data), "--folds", "2", "--repeats", "1",
-            "--models", "mlp,mlp_single,distilbert,logistic_regression,hist_gradient_boosting",
+            "--models",
+            "mlp,mlp_networks,mlp_single,distilbert,logistic_regression,hist_gradient_boosting",
             "--override", "model.max_epochs=2", "--override", "ensemble.folds=2",
             "--output-dir", str(tmp_path), "--name", "q",
         ]
     )  # fmt: skip
     report = json.loads((tmp_path / "q.json").read_text())
     assert set(report["summary"]) == {
-        "mlp", "mlp_single", "distilbert", "logistic_regression", "hist_gradient_boosting"
+        "mlp", "mlp_networks", "mlp_single", "distilbert", "logistic_regression",
+        "hist_gradient_boosting",
     }  # fmt: skip
     for name, folds in report["per_fold"].items():
         assert len(folds) == 2, name
         # a near-perfect ranking puts both at 1.0, up to rounding
         assert all(0.0 <= f["auprc_base_rate"] <= f["auprc"] + 1e-9 <= 1.0 + 1e-9 for f in folds)
     assert report["data"] == {"file": "creditcard.csv.gz", "rows": 3000, "frauds": 90}
-    # The ensemble is compared with the single network and the trees on the same folds,
-    # per fold (corrected t) and pooled (row bootstrap).
+    # The served blend is compared with the networks alone, the single network and the
+    # trees on the same folds, per fold (corrected t) and pooled (row bootstrap).
     pairs = {(c["challenger"], c["incumbent"], c["metric"]) for c in report["comparisons"]}
+    assert ("mlp", "mlp_networks", "pooled_auprc_base_rate") in pairs
     assert ("mlp", "mlp_single", "auprc_base_rate") in pairs
     assert ("mlp", "hist_gradient_boosting", "pooled_auprc_base_rate") in pairs
     for c in report["comparisons"]:
         assert c["ci95_low"] <= c["mean"] <= c["ci95_high"]
     assert {t["target"].split(":")[0] for t in report["targets"]} == {
-        "mlp beats mlp_single", "mlp beats hist_gradient_boosting"
+        "mlp beats mlp_networks", "mlp beats mlp_single", "mlp beats hist_gradient_boosting",
+        "distilbert beats hist_gradient_boosting",
     }  # fmt: skip
     table = (tmp_path / "q.md").read_text()
     assert "| hist_gradient_boosting |" in table and "AUPRC @ 0.172%" in table

@@ -44,11 +44,28 @@ class SplitConfig:
 
 
 @dataclass
+class TreeConfig:
+    """The optional LightGBM member, one booster per fold (see `training.tree_member`)."""
+
+    enabled: bool = True  # with ensemble.folds >= 2; ensemble.folds=1 serves one network alone
+    n_estimators: int = 2000  # upper bound: each booster early-stops on the fold it left out
+    learning_rate: float = 0.1  # fewer trees: ONNX Runtime walks each one for every row
+    num_leaves: int = 15
+    min_child_samples: int = 20
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    early_stopping_rounds: int = 50
+    seed: int = 0
+
+
+@dataclass
 class EnsembleConfig:
     """Cross-fitting: `folds` members, each trained on the other folds, averaged in one graph."""
 
     folds: int = 5  # 1: a single network with a validation split
     seed: int = 0  # which fold each row falls in
+    trees: TreeConfig = field(default_factory=TreeConfig)
 
 
 @dataclass

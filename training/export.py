@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -55,6 +59,101 @@ def export_onnx(network: nn.Module, path: Path, example: np.ndarray) -> None:
             external_data=False,
             verbose=False,
         )
+
+
+def add_tree_member(path: Path, boosters: Sequence[Any], weight: float) -> int:
+    """Add ``weight`` times the LightGBM `boosters`' mean raw score to the graph's logit.
+
+    The graph at `path` (from `export_onnx`) computes the network's share of the logit; each
+    booster becomes one ``ai.onnx.ml`` TreeEnsembleClassifier node reading the same input, with
+    its logistic post-transform dropped so it yields the raw score. The probability output is
+    re-pointed at the new logit. Returns the number of tree nodes added.
+    """
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    if not boosters:
+        raise ValueError("add_tree_member needs at least one booster")
+    model = onnx.load(str(path))
+    graph = model.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    sigmoid = producers.get(ONNX_OUTPUT)
+    if sigmoid is None or sigmoid.op_type != "Sigmoid":
+        raise ValueError(f"{path.name}: {ONNX_OUTPUT} is not the sigmoid of the logit")
+    network_logit = "network_logit"
+    for node in graph.node:
+        node.input[:] = [network_logit if n == ONNX_LOGIT_OUTPUT else n for n in node.input]
+        node.output[:] = [network_logit if n == ONNX_LOGIT_OUTPUT else n for n in node.output]
+    sigmoid.input[0] = ONNX_LOGIT_OUTPUT
+
+    n_features = graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    ml_opset = 1
+    tree_scores = []
+    for index, booster in enumerate(boosters):
+        converted = convert_lightgbm(
+            booster,
+            initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))],
+            zipmap=False,
+            target_opset=15,
+        )
+        (tree,) = [n for n in converted.graph.node if n.op_type == "TreeEnsembleClassifier"]
+        for attribute in tree.attribute:
+            if attribute.name == "post_transform":
+                attribute.s = b"NONE"  # raw log-odds: [-score, score] per row
+        tree.name = f"trees_{index}"
+        tree.input[:] = [ONNX_INPUT]
+        tree.output[:] = [f"trees_{index}_label", f"trees_{index}_scores"]
+        graph.node.append(tree)
+        graph.node.append(
+            onnx.helper.make_node(
+                "Gather",
+                [f"trees_{index}_scores", "trees_fraud_column"],
+                [f"trees_{index}_logit"],
+                axis=1,
+            )
+        )
+        tree_scores.append(f"trees_{index}_logit")
+        ml_opset = max(
+            ml_opset, *(o.version for o in converted.opset_import if o.domain == "ai.onnx.ml")
+        )
+    graph.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(np.array(1, dtype=np.int64), "trees_fraud_column"),
+            onnx.numpy_helper.from_array(
+                np.array(weight / len(boosters), dtype=np.float32), "trees_weight"
+            ),
+        ]
+    )
+    graph.node.extend(
+        [
+            onnx.helper.make_node("Sum", tree_scores, ["trees_logit_sum"]),
+            onnx.helper.make_node("Mul", ["trees_logit_sum", "trees_weight"], ["trees_share"]),
+            onnx.helper.make_node("Add", [network_logit, "trees_share"], [ONNX_LOGIT_OUTPUT]),
+        ]
+    )
+    if not any(o.domain == "ai.onnx.ml" for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("ai.onnx.ml", ml_opset))
+    _sort_topologically(graph)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    logger.info("Added %d LightGBM boosters to %s (weight %.4f)", len(boosters), path.name, weight)
+    return len(boosters)
+
+
+def _sort_topologically(graph: onnx.GraphProto) -> None:
+    """Reorder `graph.node` so every node follows the producers of its inputs."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(name in available for name in n.input)]
+        if not ready:
+            raise ValueError("the graph has a cycle or an input nothing produces")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [n for n in pending if n not in ready]
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def convert_to_fp16(path: Path) -> int:
@@ -138,13 +237,27 @@ def torch_probabilities(
     return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
+#: Raw features in, fraud probabilities out: the reference an exported graph must match.
+ProbabilityFunction = Callable[[np.ndarray], np.ndarray]
+
+
 def check_parity(
-    network: nn.Module, path: Path, features: np.ndarray, tolerance: float = 1e-4
+    model: nn.Module | ProbabilityFunction,
+    path: Path,
+    features: np.ndarray,
+    tolerance: float = 1e-4,
 ) -> float:
-    """Max |p_onnx - p_torch| over `features`; raises `OnnxParityError` above `tolerance`."""
+    """Max |p_onnx - p_reference| over `features`; raises `OnnxParityError` above `tolerance`.
+
+    `model` is the torch network, or a function giving the probabilities the graph must
+    reproduce (a network blended with gradient-boosted trees).
+    """
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (onnx_p,) = session.run([ONNX_OUTPUT], {ONNX_INPUT: features.astype(np.float32)})
-    diff = float(np.max(np.abs(onnx_p.reshape(-1) - torch_probabilities(network, features))))
+    expected = (
+        torch_probabilities(model, features) if isinstance(model, nn.Module) else model(features)
+    )
+    diff = float(np.max(np.abs(onnx_p.reshape(-1) - expected)))
     if not diff < tolerance:
         raise OnnxParityError(
             f"ONNX export of {path.name} differs from torch by {diff:.2e} (tolerance {tolerance})"

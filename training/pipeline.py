@@ -27,6 +27,7 @@ from fraud_detection.model_card import Threshold
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import TARGET_NAME
 from fraud_detection.schema import schema_fingerprint
+from training.calibration import PlattScaledNetwork
 from training.calibration import calibrate
 from training.calibration import fit_platt_scaling
 from training.data import DatasetSplits
@@ -39,18 +40,20 @@ from training.evaluation import evaluate
 from training.export import ONNX_INPUT
 from training.export import ONNX_LOGIT_OUTPUT
 from training.export import ONNX_OUTPUT
+from training.export import add_tree_member
 from training.export import check_parity
 from training.export import convert_to_fp16
 from training.export import export_onnx
 from training.export import torch_logits
-from training.export import torch_probabilities
-from training.model_store import save_to_store
 from training.preprocessing import FeatureScaler
 from training.tracking import RunTracker
 from training.trainer import EpochCallback
 from training.trainer import TrainingHistory
 from training.trainer import fit
 from training.trainer import resolve_device
+from training.tree_member import CrossFittedTrees
+from training.tree_member import TreeBlend
+from training.tree_member import cross_fit_trees
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +122,30 @@ class FittedModel:
     members: list[torch.nn.Module]  # uncalibrated, raw features -> logit
     training_seconds: float
     ensemble: EnsembleInfo | None = None
+    trees: CrossFittedTrees | None = None  # added to the network's logit, times tree_weight
+    tree_weight: float = 0.0
 
     @property
     def history(self) -> TrainingHistory:
         """The first (or only) member's history."""
         return self.histories[0]
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """The served, calibrated logit of raw `features` (float64), as the ONNX graph has it."""
+        logits = torch_logits(self.network, features).astype(np.float64)
+        if self.trees is not None:
+            logits += self.tree_weight * self.trees.logit(features)
+        return logits
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """The served fraud probabilities of raw `features`."""
+        return (1.0 / (1.0 + np.exp(-self.logits(features)))).astype(np.float32)
+
+    def export(self, path: Path, example: np.ndarray) -> None:
+        """Write the served model to `path` as one ONNX graph (the trees inside it, if any)."""
+        export_onnx(self.network, path, example)
+        if self.trees is not None:
+            add_tree_member(path, [self.trees.served], self.tree_weight)
 
 
 def threshold_from_config(
@@ -190,8 +212,15 @@ def fit_model(
     """
     if cfg.trainer.torch_threads > 0:
         torch.set_num_threads(cfg.trainer.torch_threads)
+    use_trees = bool(cfg.ensemble.trees.enabled) and cfg.ensemble.folds >= 2
+    if cfg.ensemble.trees.enabled and not use_trees:
+        logger.info("ensemble.folds=1: one network, no tree member (trees are cross-fitted)")
+    if use_trees and cfg.calibration.method != "platt":
+        raise ValueError("ensemble.trees.enabled blends by Platt scaling: set calibration=platt")
     started = time.perf_counter()
     train_member = member_trainer(cfg, on_epoch)
+    trees: CrossFittedTrees | None = None
+    blend: TreeBlend | None = None
     if cfg.ensemble.folds >= 2:
         folds = FoldAssignment.stratified(labels, cfg.ensemble.folds, cfg.ensemble.seed)
         crossed = cross_fit(features, labels, folds, train_member)
@@ -205,6 +234,10 @@ def fit_model(
             member_best_epochs=[h.best_epoch for h in histories],
             member_validation_average_precision=[round(h.best_validation_ap, 6) for h in histories],
         )
+        if use_trees:
+            trees = cross_fit_trees(features, labels, folds, cfg.ensemble.trees)
+            blend = TreeBlend.fit(held_logits, trees.out_of_fold_logits, labels)
+            ensemble = ensemble.model_copy(update={"trees": blend.info(trees)})
     else:
         share = cfg.split.validation_size / (1.0 - cfg.split.test_size)
         fit_rows, held_rows = train_test_split(
@@ -216,10 +249,18 @@ def fit_model(
         histories, members, ensemble = [history], [network], None
         held_features, held_labels = parts.validation.features, parts.validation.labels
         held_logits = torch_logits(network, held_features)
-    calibration, scores, threshold = calibrate_and_threshold(
-        cfg, held_logits, held_labels, held_features
-    )
-    network = calibrate(network, calibration)
+    if blend is None or trees is None:
+        calibration, scores, threshold = calibrate_and_threshold(
+            cfg, held_logits, held_labels, held_features
+        )
+        network = calibrate(network, calibration)
+    else:
+        calibration = blend.final_platt
+        blended = blend.logits(held_logits, trees.out_of_fold_logits)
+        scores = (1.0 / (1.0 + np.exp(-blended))).astype(np.float32)
+        threshold = threshold_from_config(cfg, held_labels, scores, held_features)
+        device = next(network.parameters()).device
+        network = PlattScaledNetwork(network, blend.network_weight, blend.bias).to(device)
     training_seconds = time.perf_counter() - started
     return FittedModel(
         network=network,
@@ -232,6 +273,8 @@ def fit_model(
         members=members,
         training_seconds=training_seconds,
         ensemble=ensemble,
+        trees=trees,
+        tree_weight=0.0 if blend is None else blend.tree_weight,
     )
 
 
@@ -253,6 +296,11 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
     (``metrics_source`` says which).
     """
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    if cfg.export.fp16 and cfg.ensemble.trees.enabled and cfg.ensemble.folds >= 2:
+        raise ValueError(
+            "export.fp16 converts the DistilBERT graph, which cannot hold the tree member: "
+            "add ensemble.trees.enabled=false"
+        )
     frame: pd.DataFrame = instantiate(cfg.data)
     labelled, test = holdout_test(frame, cfg.split.test_size, cfg.split.seed)
     logger.info(
@@ -286,7 +334,7 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         )
         parity_rows = labelled.features[: min(len(labelled), 20_000)]
     else:
-        test_scores = torch_probabilities(network, test.features)
+        test_scores = fitted.probabilities(test.features)
         metrics, confusion = evaluate(test.labels, test_scores, threshold.value)
         tracker.log_evaluation(test.labels, test_scores, threshold.value, metrics)
         source, parity_rows = "test", test.features
@@ -303,12 +351,14 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         len(labelled), size=min(cfg.export.reference_rows, len(labelled)), replace=False
     )
     reference = pd.DataFrame(labelled.features[rows], columns=list(FEATURE_NAMES))
-    reference[SCORE_COLUMN] = torch_probabilities(network, labelled.features[rows])
+    reference[SCORE_COLUMN] = fitted.probabilities(labelled.features[rows])
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / ONNX_FILE
-        export_onnx(network, onnx_path, parity_rows)
-        parity = check_parity(network, onnx_path, parity_rows, cfg.export.parity_tolerance)
+        fitted.export(onnx_path, parity_rows)
+        parity = check_parity(
+            fitted.probabilities, onnx_path, parity_rows, cfg.export.parity_tolerance
+        )
         if cfg.export.fp16:
             convert_to_fp16(onnx_path)
             parity = check_parity(network, onnx_path, parity_rows, cfg.export.fp16_parity_tolerance)
@@ -338,6 +388,9 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
         validation_reference = pd.DataFrame(
             {SCORE_COLUMN: fitted.validation_scores, TARGET_NAME: fitted.validation_labels}
         )
+        # imported here: fitting (and the quality harness) needs no BentoML
+        from training.model_store import save_to_store
+
         model = save_to_store(card, onnx_path, reference, validation_reference)
     tracker.finish()
     return TrainReport(

@@ -397,6 +397,9 @@ async function loadModel() {
     ["calibration", escapeHtml(info.calibration.method)],
     ["precision", info.onnx_precision],
     ["members", info.ensemble ? `${info.ensemble.members} cross-fitted (logits averaged)` : "1"],
+    ...(info.ensemble && info.ensemble.trees ? [["tree member",
+      `${info.ensemble.trees.members} ${escapeHtml(info.ensemble.trees.library)} boosters, weight `
+      + `${fmt(info.ensemble.trees.tree_weight, 3)} (networks ${fmt(info.ensemble.trees.network_weight, 3)})`]] : []),
   ]);
   const source = info.metrics_source.replace(/_/g, " ");
   $("model-metrics").innerHTML = `<thead><tr><th>metric</th><th>${source}</th><th>calibration rows</th></tr></thead><tbody>`
