@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m benchmarks.quality --data "
         + Path(args.data).name
         + ("" if args.models == MODELS_DEFAULT else f" --models {args.models}")
-        + ("" if args.repeats == 4 else f" --repeats {args.repeats}")
+        + ("" if args.repeats == parser.get_default("repeats") else f" --repeats {args.repeats}")
         + "".join(f" --override {o}" for o in args.override),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "summary": summary,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
@@ -60,6 +61,10 @@ class Calibration(BaseModel):
     method: Literal["platt", "none"]
     slope: float = 1.0
     intercept: float = 0.0
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        """``slope * logits + intercept`` (identity for ``none``), in float64."""
+        return self.slope * np.asarray(logits, dtype=np.float64) + self.intercept
 
 
 class TreeMemberInfo(BaseModel):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,99 +60,67 @@ def export_onnx(network: nn.Module, path: Path, example: np.ndarray) -> None:
         )
 
 
-def add_tree_member(path: Path, boosters: Sequence[Any], weight: float) -> int:
-    """Add ``weight`` times the LightGBM `boosters`' mean raw score to the graph's logit.
+def add_tree_member(path: Path, booster: Any, weight: float) -> None:
+    """Add ``weight`` times the LightGBM `booster`'s raw score to the logit of the graph at `path`.
 
-    The graph at `path` (from `export_onnx`) computes the network's share of the logit; each
-    booster becomes one ``ai.onnx.ml`` TreeEnsembleClassifier node reading the same input, with
-    its logistic post-transform dropped so it yields the raw score. The probability output is
-    re-pointed at the new logit. Returns the number of tree nodes added.
+    The graph (from `export_onnx`) computes the network's share of the logit. The booster
+    becomes one ``ai.onnx.ml`` TreeEnsembleClassifier node reading the same input, its
+    logistic post-transform dropped so it yields the raw score; the sigmoid that makes the
+    probability output moves after the new logit.
     """
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    if not boosters:
-        raise ValueError("add_tree_member needs at least one booster")
     model = onnx.load(str(path))
     graph = model.graph
-    producers = {out: node for node in graph.node for out in node.output}
-    sigmoid = producers.get(ONNX_OUTPUT)
+    sigmoid = next((n for n in graph.node if ONNX_OUTPUT in n.output), None)
     if sigmoid is None or sigmoid.op_type != "Sigmoid":
         raise ValueError(f"{path.name}: {ONNX_OUTPUT} is not the sigmoid of the logit")
     network_logit = "network_logit"
     for node in graph.node:
         node.input[:] = [network_logit if n == ONNX_LOGIT_OUTPUT else n for n in node.input]
         node.output[:] = [network_logit if n == ONNX_LOGIT_OUTPUT else n for n in node.output]
-    sigmoid.input[0] = ONNX_LOGIT_OUTPUT
+    moved = onnx.NodeProto()
+    moved.CopyFrom(sigmoid)
+    moved.input[0] = ONNX_LOGIT_OUTPUT
+    graph.node.remove(sigmoid)  # re-appended after the nodes that make its new input
 
     n_features = graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    ml_opset = 1
-    tree_scores = []
-    for index, booster in enumerate(boosters):
-        converted = convert_lightgbm(
-            booster,
-            initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))],
-            zipmap=False,
-            target_opset=15,
-        )
-        (tree,) = [n for n in converted.graph.node if n.op_type == "TreeEnsembleClassifier"]
-        for attribute in tree.attribute:
-            if attribute.name == "post_transform":
-                attribute.s = b"NONE"  # raw log-odds: [-score, score] per row
-        tree.name = f"trees_{index}"
-        tree.input[:] = [ONNX_INPUT]
-        tree.output[:] = [f"trees_{index}_label", f"trees_{index}_scores"]
-        graph.node.append(tree)
-        graph.node.append(
-            onnx.helper.make_node(
-                "Gather",
-                [f"trees_{index}_scores", "trees_fraud_column"],
-                [f"trees_{index}_logit"],
-                axis=1,
-            )
-        )
-        tree_scores.append(f"trees_{index}_logit")
-        ml_opset = max(
-            ml_opset, *(o.version for o in converted.opset_import if o.domain == "ai.onnx.ml")
-        )
+    converted = convert_lightgbm(
+        booster,
+        initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))],
+        zipmap=False,
+        target_opset=15,
+    )
+    (tree,) = [n for n in converted.graph.node if n.op_type == "TreeEnsembleClassifier"]
+    for attribute in tree.attribute:
+        if attribute.name == "post_transform":
+            attribute.s = b"NONE"  # raw log-odds: [-score, score] per row
+    tree.name = "trees"
+    tree.input[:] = [ONNX_INPUT]
+    tree.output[:] = ["trees_label", "trees_scores"]
     graph.initializer.extend(
         [
             onnx.numpy_helper.from_array(np.array(1, dtype=np.int64), "trees_fraud_column"),
-            onnx.numpy_helper.from_array(
-                np.array(weight / len(boosters), dtype=np.float32), "trees_weight"
-            ),
+            onnx.numpy_helper.from_array(np.array(weight, dtype=np.float32), "trees_weight"),
         ]
     )
     graph.node.extend(
         [
-            onnx.helper.make_node("Sum", tree_scores, ["trees_logit_sum"]),
-            onnx.helper.make_node("Mul", ["trees_logit_sum", "trees_weight"], ["trees_share"]),
+            tree,
+            onnx.helper.make_node(
+                "Gather", ["trees_scores", "trees_fraud_column"], ["trees_logit"], axis=1
+            ),
+            onnx.helper.make_node("Mul", ["trees_logit", "trees_weight"], ["trees_share"]),
             onnx.helper.make_node("Add", [network_logit, "trees_share"], [ONNX_LOGIT_OUTPUT]),
+            moved,
         ]
     )
     if not any(o.domain == "ai.onnx.ml" for o in model.opset_import):
-        model.opset_import.append(onnx.helper.make_opsetid("ai.onnx.ml", ml_opset))
-    _sort_topologically(graph)
+        model.opset_import.extend(o for o in converted.opset_import if o.domain == "ai.onnx.ml")
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-    logger.info("Added %d LightGBM boosters to %s (weight %.4f)", len(boosters), path.name, weight)
-    return len(boosters)
-
-
-def _sort_topologically(graph: onnx.GraphProto) -> None:
-    """Reorder `graph.node` so every node follows the producers of its inputs."""
-    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        ready = [n for n in pending if all(name in available for name in n.input)]
-        if not ready:
-            raise ValueError("the graph has a cycle or an input nothing produces")
-        for node in ready:
-            ordered.append(node)
-            available.update(node.output)
-        pending = [n for n in pending if n not in ready]
-    del graph.node[:]
-    graph.node.extend(ordered)
+    logger.info("Added a LightGBM booster to %s (weight %.4f)", path.name, weight)
 
 
 def convert_to_fp16(path: Path) -> int:
@@ -233,8 +200,12 @@ def torch_probabilities(
     network: nn.Module, features: np.ndarray, batch_size: int = 4096
 ) -> np.ndarray:
     """Probabilities from the torch network in eval mode (what the ONNX graph computes)."""
-    logits = torch_logits(network, features, batch_size)
-    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+    return probabilities_from_logits(torch_logits(network, features, batch_size))
+
+
+def probabilities_from_logits(logits: np.ndarray) -> np.ndarray:
+    """``sigmoid(logits)`` in float64, returned as float32 (what the graph's output holds)."""
+    return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))).astype(np.float32)
 
 
 #: Raw features in, fraud probabilities out: the reference an exported graph must match.

@@ -44,6 +44,7 @@ from training.export import add_tree_member
 from training.export import check_parity
 from training.export import convert_to_fp16
 from training.export import export_onnx
+from training.export import probabilities_from_logits
 from training.export import torch_logits
 from training.preprocessing import FeatureScaler
 from training.tracking import RunTracker
@@ -122,13 +123,18 @@ class FittedModel:
     members: list[torch.nn.Module]  # uncalibrated, raw features -> logit
     training_seconds: float
     ensemble: EnsembleInfo | None = None
-    trees: CrossFittedTrees | None = None  # added to the network's logit, times tree_weight
-    tree_weight: float = 0.0
+    trees: CrossFittedTrees | None = None  # their logit, times blend.tree_weight, is added
+    blend: TreeBlend | None = None
 
     @property
     def history(self) -> TrainingHistory:
         """The first (or only) member's history."""
         return self.histories[0]
+
+    @property
+    def tree_weight(self) -> float:
+        """The trees' weight in the served logit (0 without a tree member)."""
+        return 0.0 if self.blend is None else self.blend.tree_weight
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """The served, calibrated logit of raw `features` (float64), as the ONNX graph has it."""
@@ -139,13 +145,13 @@ class FittedModel:
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """The served fraud probabilities of raw `features`."""
-        return (1.0 / (1.0 + np.exp(-self.logits(features)))).astype(np.float32)
+        return probabilities_from_logits(self.logits(features))
 
     def export(self, path: Path, example: np.ndarray) -> None:
         """Write the served model to `path` as one ONNX graph (the trees inside it, if any)."""
         export_onnx(self.network, path, example)
         if self.trees is not None:
-            add_tree_member(path, [self.trees.served], self.tree_weight)
+            add_tree_member(path, self.trees.served, self.tree_weight)
 
 
 def threshold_from_config(
@@ -191,9 +197,13 @@ def calibrate_and_threshold(
         calibration = fit_platt_scaling(logits, labels)
     else:
         calibration = Calibration(method="none")
-    calibrated = calibration.slope * logits.astype(np.float64) + calibration.intercept
-    scores = (1.0 / (1.0 + np.exp(-calibrated))).astype(np.float32)
+    scores = probabilities_from_logits(calibration.apply(logits))
     return calibration, scores, threshold_from_config(cfg, labels, scores, features)
+
+
+def uses_trees(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` trains the tree member: it is enabled, and the networks are cross-fitted."""
+    return bool(cfg.ensemble.trees.enabled) and cfg.ensemble.folds >= 2
 
 
 def fit_model(
@@ -212,7 +222,7 @@ def fit_model(
     """
     if cfg.trainer.torch_threads > 0:
         torch.set_num_threads(cfg.trainer.torch_threads)
-    use_trees = bool(cfg.ensemble.trees.enabled) and cfg.ensemble.folds >= 2
+    use_trees = uses_trees(cfg)
     if cfg.ensemble.trees.enabled and not use_trees:
         logger.info("ensemble.folds=1: one network, no tree member (trees are cross-fitted)")
     if use_trees and cfg.calibration.method != "platt":
@@ -256,8 +266,7 @@ def fit_model(
         network = calibrate(network, calibration)
     else:
         calibration = blend.final_platt
-        blended = blend.logits(held_logits, trees.out_of_fold_logits)
-        scores = (1.0 / (1.0 + np.exp(-blended))).astype(np.float32)
+        scores = probabilities_from_logits(blend.logits(held_logits, trees.out_of_fold_logits))
         threshold = threshold_from_config(cfg, held_labels, scores, held_features)
         device = next(network.parameters()).device
         network = PlattScaledNetwork(network, blend.network_weight, blend.bias).to(device)
@@ -274,7 +283,7 @@ def fit_model(
         training_seconds=training_seconds,
         ensemble=ensemble,
         trees=trees,
-        tree_weight=0.0 if blend is None else blend.tree_weight,
+        blend=blend,
     )
 
 
@@ -296,7 +305,7 @@ def train(cfg: DictConfig, *, wandb_mode: str, output_dir: Path) -> TrainReport:
     (``metrics_source`` says which).
     """
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    if cfg.export.fp16 and cfg.ensemble.trees.enabled and cfg.ensemble.folds >= 2:
+    if cfg.export.fp16 and uses_trees(cfg):
         raise ValueError(
             "export.fp16 converts the DistilBERT graph, which cannot hold the tree member: "
             "add ensemble.trees.enabled=false"

@@ -112,7 +112,7 @@ class TreeBlend:
         """Fit all three Platt scalings on out-of-fold logits (the rows no member trained on)."""
         network_platt = fit_platt_scaling(network_logits, labels)
         tree_platt = fit_platt_scaling(tree_logits, labels)
-        averaged = 0.5 * (_apply(network_platt, network_logits) + _apply(tree_platt, tree_logits))
+        averaged = 0.5 * (network_platt.apply(network_logits) + tree_platt.apply(tree_logits))
         return cls(network_platt, tree_platt, fit_platt_scaling(averaged, labels))
 
     @property
@@ -150,7 +150,3 @@ class TreeBlend:
             tree_weight=self.tree_weight,
             bias=self.bias,
         )
-
-
-def _apply(calibration: Calibration, logits: np.ndarray) -> np.ndarray:
-    return calibration.slope * np.asarray(logits, dtype=np.float64) + calibration.intercept
