@@ -122,6 +122,31 @@ def test_several_workers_migrate_at_once_without_clashing(database: ScoreDatabas
         assert [r[0] for r in cursor.fetchall()] == list(range(1, SCHEMA_VERSION + 1))
 
 
+def test_workers_racing_to_create_a_new_sqlite_file_all_start(tmp_path: Path) -> None:
+    # Switching a fresh file to WAL answers "database is locked" at once, without SQLite's
+    # busy timeout, to a worker that races another: about one start in fifteen failed.
+    for attempt in range(40):
+        path = tmp_path / f"scores-{attempt}.sqlite3"
+        errors: list[BaseException] = []
+
+        def start(path: Path = path, errors: list[BaseException] = errors) -> None:
+            try:
+                SqliteScoreDatabase(path).migrate()
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, f"attempt {attempt}: {errors}"
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+        assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
+
+
 def test_written_rows_join_their_labels_and_a_relabel_overwrites(database: ScoreDatabase) -> None:
     writer = writer_for(database, flush_interval_s=0.05)
     challenger_p = np.array([np.nan, 0.8, np.nan])

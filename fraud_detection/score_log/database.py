@@ -470,7 +470,19 @@ class SqliteScoreDatabase(_SqlDatabase):
 
     def _lock_for_migration(self, cursor: Any) -> None:
         # WAL is a property of the file: set once here, every later connection uses it.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # Switching the journal mode answers SQLITE_BUSY at once, without waiting on the
+        # busy timeout, while another worker switches it: so wait here, as long as that.
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if getattr(e, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
         cursor.execute("BEGIN IMMEDIATE")
 
 
