@@ -101,6 +101,10 @@ class EnsembleInfo(BaseModel):
     members: int
     folds: int
     fold_seed: int
+    member_network: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What members change of the model's network config (model.member_network).",
+    )
     member_best_epochs: list[int]
     member_validation_average_precision: list[float] = Field(
         description="Each member's best average precision on the fold it left out."

@@ -88,7 +88,7 @@ def test_stacked_mlps_compute_the_mean_logit_ensemble(labelled: Split) -> None:
     np.testing.assert_allclose(torch_logits(stacked, rows), torch_logits(plain, rows), atol=1e-4)
     assert isinstance(ensemble_network(members), StackedMLPEnsemble)
     odd = compose_config(
-        "model.network.hidden_sizes=[16]", "ensemble.folds=2", "model.max_epochs=1"
+        "model.member_network.hidden_sizes=[16]", "ensemble.folds=2", "model.max_epochs=1"
     )
     mixed = [*members[:1], *fit_model(odd, labelled.features, labelled.labels).members]
     assert isinstance(ensemble_network(mixed), MeanLogitEnsemble), "shapes differ: not stacked"
@@ -100,6 +100,30 @@ def test_single_network_keeps_a_validation_split(labelled: Split) -> None:
     assert fitted.ensemble is None and len(fitted.histories) == 1
     assert fitted.trees is None, "trees are cross-fitted: one network serves alone"
     assert len(fitted.validation_labels) == pytest.approx(0.15 * len(labelled), abs=2)
+
+
+def test_members_take_the_member_network_and_a_single_network_the_model_network(
+    labelled: Split,
+) -> None:
+    widths = {"mlp": [128, 64], "members": [64, 32]}  # configs/model/mlp.yaml
+    ensemble = fit_model(
+        compose_config("ensemble.folds=2", "ensemble.trees.enabled=false", "model.max_epochs=1"),
+        labelled.features,
+        labelled.labels,
+    )
+    for member in ensemble.members:
+        linear = [m for m in member.network if isinstance(m, torch.nn.Linear)]
+        assert [m.out_features for m in linear[:-1]] == widths["members"]
+    assert ensemble.ensemble is not None
+    assert ensemble.ensemble.member_network == {"hidden_sizes": widths["members"]}
+    single = fit_model(
+        compose_config("ensemble.folds=1", "model.max_epochs=1"),
+        labelled.features,
+        labelled.labels,
+    )
+    (network,) = single.members
+    linear = [m for m in network.network if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear[:-1]] == widths["mlp"]
 
 
 @pytest.mark.parametrize("model", ["mlp", "distilbert"])

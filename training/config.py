@@ -100,6 +100,8 @@ class ModelConfig:
 
     kind: str = MISSING  # mlp | distilbert: the model-store name is fraud-<kind>
     network: Any = MISSING
+    #: Overrides of `network` for cross-fitted members (``ensemble.folds >= 2``); empty: none.
+    member_network: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     batch_size: int = 512
     max_epochs: int = 30

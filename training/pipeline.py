@@ -171,13 +171,21 @@ def threshold_from_config(
     )
 
 
+def member_network_config(cfg: DictConfig) -> DictConfig:
+    """``cfg.model.network``, with ``cfg.model.member_network`` over it when cross-fitting."""
+    if cfg.ensemble.folds >= 2 and cfg.model.member_network:
+        return OmegaConf.merge(cfg.model.network, cfg.model.member_network)  # type: ignore[return-value]
+    return cfg.model.network
+
+
 def member_trainer(cfg: DictConfig, on_epoch: EpochCallback | None = None) -> MemberTrainer:
-    """Builds ``cfg.model.network`` with scaling fitted on a fold's training rows, and fits it."""
+    """Builds `member_network_config` with scaling fitted on a fold's training rows, and fits it."""
+    network_cfg = member_network_config(cfg)
 
     def train_member(parts: DatasetSplits, index: int) -> tuple[torch.nn.Module, TrainingHistory]:
         scaler = FeatureScaler.fit(parts.train.features)
         torch.manual_seed(cfg.trainer.seed + index)
-        network = instantiate(cfg.model.network, preprocessing=scaler.to_module())
+        network = instantiate(network_cfg, preprocessing=scaler.to_module())
 
         def log_epoch(record: dict[str, float]) -> None:
             if on_epoch is not None:
@@ -241,6 +249,7 @@ def fit_model(
             members=len(histories),
             folds=folds.n_folds,
             fold_seed=cfg.ensemble.seed,
+            member_network=OmegaConf.to_container(cfg.model.member_network),
             member_best_epochs=[h.best_epoch for h in histories],
             member_validation_average_precision=[round(h.best_validation_ap, 6) for h in histories],
         )
