@@ -6,7 +6,8 @@ Trains both with the real training command into temporary model stores
 (``python -m training data=... [ensemble.folds=1]``), then serves each with
 ``bentoml serve`` (one worker, default settings) and measures them side by side with
 `benchmarks.drift_serving.paired_cost`: wrk one-row requests and the Locust request mix at 32
-connections/users, many short passes alternating between the two servers. Writes
+connections/users, many short passes alternating between the two servers; and, first, each
+stored graph's cost per call in process (`benchmarks.graph_cost`). Writes
 ``benchmarks/results/ensemble-serving-<name>.json`` and ``.md``.
 """
 
@@ -27,6 +28,8 @@ from benchmarks.drift_serving import REPO
 from benchmarks.drift_serving import paired_cost
 from benchmarks.drift_serving import paired_cost_rows
 from benchmarks.drift_serving import write_results
+from benchmarks.graph_cost import graph_cost
+from benchmarks.graph_cost import graph_cost_rows
 from benchmarks.request_mix import load_rows
 
 
@@ -42,6 +45,12 @@ def train_store(home: Path, data: str | None, *overrides: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def stored_model_dir(home: Path) -> Path:
+    """The one ``fraud-mlp`` version directory in the model store at `home`."""
+    (version,) = (home / "models" / "fraud-mlp").glob("*/")
+    return version
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Serving a cross-fitted MLP ensemble against one MLP",
@@ -55,6 +64,11 @@ def markdown(results: dict[str, Any]) -> str:
         "| measure | value | target |",
         "|---|---|---|",
         *paired_cost_rows(results["cost"], "serving cost", "throughput >= 0.9"),
+        "",
+        "ONNX Runtime in process, one intra-op thread, different rows on each call: µs per call "
+        "(`benchmarks.graph_cost`, median of 5 alternating rounds):",
+        "",
+        *graph_cost_rows(results["graph_cost"]),
     ]
     return "\n".join(lines) + "\n"
 
@@ -76,6 +90,9 @@ def main(argv: list[str] | None = None) -> Path:
         }
         print(json.dumps(trained, indent=1), flush=True)
         rows = load_rows(args.data, 20_000, seed=11)
+        in_process = graph_cost(
+            {label: stored_model_dir(home) for label, home in homes.items()}, rows
+        )
         cost = paired_cost(
             workdir,
             rows,
@@ -92,6 +109,7 @@ def main(argv: list[str] | None = None) -> Path:
         "rows": f"real ({args.data})" if args.data else "synthetic",
         "trained": trained,
         "cost": cost,
+        "graph_cost": in_process,
     }
     return write_results(f"ensemble-serving-{args.name}", results, markdown(results))
 

@@ -108,3 +108,25 @@ def test_serving_benchmark_runs_end_to_end(trained_store: Path, tmp_path: Path) 
     assert any(t["target"].startswith("mlp batching ahead of FastAPI") for t in results["targets"])
     assert "| mlp-batching | 2 |" in (tmp_path / "smoke.md").read_text()
     assert (tmp_path / "smoke.png").stat().st_size > 10_000
+
+
+def test_graph_cost_times_each_stored_graph_at_each_batch_size(trained_store: Path) -> None:
+    from benchmarks.graph_cost import graph_cost
+    from benchmarks.graph_cost import graph_cost_rows
+    from benchmarks.request_mix import load_rows
+
+    (mlp,) = (trained_store / "models" / "fraud-mlp").glob("*/")
+    (distilbert,) = (trained_store / "models" / "fraud-distilbert").glob("*/")
+    cost = graph_cost(
+        {"mlp": mlp, "distilbert": distilbert},
+        load_rows(None, 300, seed=0),
+        batch_sizes=(1, 300),
+        rounds=2,
+        rows_per_round=600,
+    )
+    assert list(cost) == ["mlp", "distilbert"] and all(list(c) == [1, 300] for c in cost.values())
+    assert all(v > 0 for c in cost.values() for v in c.values())
+    # The tiny DistilBERT's attention over 30 tokens costs more than the MLP at any size.
+    assert cost["distilbert"][300] > cost["mlp"][300]
+    table = graph_cost_rows(cost)
+    assert table[0] == "| graph | 1 rows | 300 rows |" and table[2].startswith("| mlp | ")

@@ -34,6 +34,17 @@ def fitted(labelled: Split) -> FittedModel:
     return fit_model(cfg, labelled.features, labelled.labels)
 
 
+def tree_depths(booster) -> list[int]:
+    """Each tree's depth (a lone leaf: 0) from LightGBM's own dump."""
+
+    def depth(node: dict) -> int:
+        if "leaf_index" in node or "left_child" not in node:
+            return 0
+        return 1 + max(depth(node["left_child"]), depth(node["right_child"]))
+
+    return [depth(t["tree_structure"]) for t in booster.booster_.dump_model()["tree_info"]]
+
+
 def test_blend_is_the_recalibrated_mean_of_calibrated_logits() -> None:
     rng = np.random.default_rng(0)
     labels = (rng.random(4000) < 0.05).astype(np.int64)
@@ -76,6 +87,10 @@ def test_each_fold_booster_scores_the_fold_it_left_out(
     # The served booster is refitted on every row for the folds' mean number of rounds.
     assert info.served_rounds == round(np.mean(trees.best_iterations))
     assert trees.served.booster_.num_trees() == info.served_rounds
+    # ensemble.trees.max_depth (4 by default) bounds every tree, served and fold boosters.
+    for booster in [trees.served, *trees.fold_boosters]:
+        depths = tree_depths(booster)
+        assert max(depths) == 4 and len(depths) == booster.booster_.num_trees()
     assert not np.allclose(trees.logit(labelled.features[:100]), trees.out_of_fold_logits[:100])
 
 

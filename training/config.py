@@ -51,6 +51,7 @@ class TreeConfig:
     n_estimators: int = 2000  # upper bound: each booster early-stops on the fold it left out
     learning_rate: float = 0.1  # fewer trees: ONNX Runtime walks each one for every row
     num_leaves: int = 15
+    max_depth: int = 4  # each row walks at most 4 nodes per tree (-1: no limit)
     min_child_samples: int = 20
     subsample: float = 0.8
     colsample_bytree: float = 0.8

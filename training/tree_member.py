@@ -85,6 +85,7 @@ def _booster(params: TreeConfig, rounds: int, seed: int) -> Any:
         n_estimators=rounds,
         learning_rate=params.learning_rate,
         num_leaves=params.num_leaves,
+        max_depth=params.max_depth,
         min_child_samples=params.min_child_samples,
         subsample=params.subsample,
         subsample_freq=1,
