@@ -16,11 +16,13 @@ from benchmarks.postgres_server import PostgresServer
 from fraud_detection.score_log.database import MIGRATIONS
 from fraud_detection.score_log.database import SCHEMA_VERSION
 from fraud_detection.score_log.database import DatabaseUnavailable
+from fraud_detection.score_log.database import ScoreColumns
 from fraud_detection.score_log.database import ScoreDatabase
 from fraud_detection.score_log.database import SqliteScoreDatabase
 from fraud_detection.score_log.database import open_database
 from fraud_detection.score_log.database import redacted
 from fraud_detection.score_log.database import score_row
+from fraud_detection.score_log.database import statement_sizes
 from fraud_detection.score_log.writer import ScoredBatch
 from fraud_detection.score_log.writer import ScoreLogWriter
 
@@ -145,6 +147,28 @@ def test_workers_racing_to_create_a_new_sqlite_file_all_start(tmp_path: Path) ->
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
         assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_flushes_of_any_size_use_a_few_statement_texts() -> None:
+    seen: set[int] = set()
+    for n in range(3000):
+        sizes = statement_sizes(n, 500)
+        assert sum(sizes) == n and sizes == sorted(sizes, reverse=True)
+        seen.update(sizes)
+    assert seen == {500, 256, 128, 64, 32, 16, 8, 4, 2, 1}
+
+
+def test_sqlite_keeps_every_row_of_flushes_of_many_sizes(tmp_path: Path) -> None:
+    database = SqliteScoreDatabase(tmp_path / "scores.sqlite3")
+    database.migrate()
+    total = 0
+    for n in (1, 499, 500, 501, 1234, 7):
+        ids = [f"{n}-{i}" for i in range(n)]
+        rows = [score_row(t, 100.0, "fraud-mlp:v1", 0.5) for t in ids]
+        database.insert_scores(ScoreColumns.of_rows(rows))
+        total += n
+        assert database.known_ids(ids) == set(ids)
+    assert database.scored_count(0) == total
 
 
 def test_written_rows_join_their_labels_and_a_relabel_overwrites(database: ScoreDatabase) -> None:
