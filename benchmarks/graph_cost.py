@@ -5,10 +5,10 @@
 
 Each graph is loaded with `OnnxScorer.from_directory` and the service's default of one
 intra-op thread, then timed on real (or synthetic) rows at each batch size, each call on
-different rows, the graphs
-alternating round by round so a noisy neighbour slows them alike. Reports the median over
-rounds of the mean µs per call. `benchmarks.ensemble_serving` calls `graph_cost` on the two
-stores it serves; run alone it writes ``benchmarks/results/graph-cost-<name>.{json,md}``.
+different rows, the graphs alternating round by round so a noisy neighbour slows them alike.
+Reports the median over rounds of the mean µs per call. `benchmarks.ensemble_serving` calls
+`graph_cost` on the two stores it serves; run alone it writes
+``benchmarks/results/graph-cost-<name>.{json,md}``.
 """
 
 from __future__ import annotations

@@ -103,21 +103,26 @@ def test_a_version_1_database_is_migrated_with_its_rows_kept(database: ScoreData
     assert database.scored_count(0) == 0, "v2's per-flush counts start empty"
 
 
-def test_several_workers_migrate_at_once_without_clashing(database: ScoreDatabase) -> None:
+def migrate_at_once(databases: list[ScoreDatabase]) -> list[BaseException]:
+    """`migrate` each of `databases` from its own thread, all at once; the errors raised."""
     errors: list[BaseException] = []
 
-    def start() -> None:
+    def start(database: ScoreDatabase) -> None:
         try:
             database.migrate()
         except BaseException as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=start) for _ in range(4)]
+    threads = [threading.Thread(target=start, args=(d,)) for d in databases]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors
+    return errors
+
+
+def test_several_workers_migrate_at_once_without_clashing(database: ScoreDatabase) -> None:
+    assert not migrate_at_once([database] * 4)
     with database._connection() as conn:  # type: ignore[attr-defined]
         cursor = conn.cursor()
         cursor.execute("SELECT version FROM schema_version ORDER BY version")
@@ -129,19 +134,7 @@ def test_workers_racing_to_create_a_new_sqlite_file_all_start(tmp_path: Path) ->
     # busy timeout, to a worker that races another: about one start in fifteen failed.
     for attempt in range(40):
         path = tmp_path / f"scores-{attempt}.sqlite3"
-        errors: list[BaseException] = []
-
-        def start(path: Path = path, errors: list[BaseException] = errors) -> None:
-            try:
-                SqliteScoreDatabase(path).migrate()
-            except BaseException as e:
-                errors.append(e)
-
-        threads = [threading.Thread(target=start) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = migrate_at_once([SqliteScoreDatabase(path) for _ in range(4)])
         assert not errors, f"attempt {attempt}: {errors}"
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

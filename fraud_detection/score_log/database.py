@@ -479,9 +479,7 @@ class SqliteScoreDatabase(_SqlDatabase):
                 cursor.execute("PRAGMA journal_mode=WAL")
                 break
             except sqlite3.OperationalError as e:
-                if getattr(e, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
-                    raise
-                if time.monotonic() >= deadline:
+                if e.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                     raise
                 time.sleep(0.01)
         cursor.execute("BEGIN IMMEDIATE")
