@@ -8,7 +8,7 @@ MODELS ?= mlp distilbert
 export BENTOML_HOME ?= $(CURDIR)/bentos
 export WANDB_MODE ?= offline
 
-.PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
+.PHONY: install models serve test docs lint bench-drift bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
 	bench bench-ensemble bench-score-log promote bench-explain bench-gpu bench-peers quality audit clean-models
@@ -163,6 +163,13 @@ data: install
 # benchmarks/results/serving-<host>.{json,md,png}. Pass options with BENCH_ARGS="...".
 bench: models
 	$(BIN)/python -m benchmarks.serving $(BENCH_ARGS)
+	$(MAKE) bench-drift
+
+# Drift monitoring as served (~35 min): detection delay, false alarms, the hooks' cost and a
+# 10-minute soak. Results: benchmarks/results/drift-serving-vm.{json,md}.
+#   make bench-drift DATA=../shared/data/creditcard_real_sample.csv.gz
+bench-drift: models
+	$(BIN)/python -m benchmarks.drift_serving $(if $(DATA),--data $(DATA)) --soak-minutes 10 $(DRIFT_ARGS)
 
 # POST /explain as served: ms per explained row for each model, additivity, top reasons on the
 # frauds of DATA (optional), and /predict with the console idle against BASELINE (a commit).

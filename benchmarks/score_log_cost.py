@@ -11,7 +11,9 @@ pairs per round):
 - ``sqlite``: the default score log (SQLite under the monitor path) against ``FRAUD_SCORE_LOG=0``;
 - ``postgresql``: the score log on a PostgreSQL 15 server started here, against off;
 - ``shadow``: DistilBERT as the challenger at the default shadow share, against the score log
-  alone (needs ``fraud-distilbert`` in the store).
+  alone (needs ``fraud-distilbert`` in the store);
+- ``control``: the log off against the log off (two servers of one build): how far from 1.0
+  this harness reads on this machine when nothing differs, the floor under the other ratios.
 
 It also times one model call per row count in-process (the challenger's cost per row against
 the champion's), which is what the shadow share multiplies. Writes
@@ -42,7 +44,7 @@ from fraud_detection.scorer import OnnxScorer
 from fraud_detection.settings import ServingSettings
 
 OFF = {"FRAUD_SCORE_LOG": "0"}
-STAGES = ("sqlite", "postgresql", "shadow")
+STAGES = ("sqlite", "postgresql", "shadow", "control")
 
 
 def per_row_cost(rows: np.ndarray, repeats: int = 200) -> dict[str, Any]:
@@ -76,7 +78,12 @@ def markdown(results: dict[str, Any]) -> str:
         "| measure | value | target |",
         "|---|---|---|",
     ]
-    targets = {"sqlite": "throughput >= 0.95", "postgresql": "measured", "shadow": "modest"}
+    targets = {
+        "sqlite": "throughput >= 0.95",
+        "postgresql": "measured",
+        "shadow": "modest",
+        "control": "1.0 within the harness's resolution",
+    }
     for stage in STAGES:
         if stage in results:
             lines += paired_cost_rows(results[stage], f"{stage}", targets[stage])
@@ -136,6 +143,8 @@ def main(argv: list[str] | None = None) -> Path:
                 database.stop()
         if "shadow" in stages:
             measure("shadow", {"shadow": {"FRAUD_CHALLENGER": "distilbert"}, "sqlite": {}}, workdir)
+        if "control" in stages:
+            measure("control", {"off-again": OFF, "off": OFF}, workdir)
     return write_results(f"score-log-{args.name}", results, markdown(results))
 
 
