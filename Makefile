@@ -8,10 +8,10 @@ MODELS ?= mlp distilbert
 export BENTOML_HOME ?= $(CURDIR)/bentos
 export WANDB_MODE ?= offline
 
-.PHONY: install models serve test docs lint bench-drift bento bento-gpu base-image container container-gpu \
+.PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	bench bench-ensemble bench-score-log promote bench-explain bench-gpu bench-peers quality audit clean-models
+	bench bench-drift bench-ensemble bench-score-log promote bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model); `make serve`
@@ -159,13 +159,14 @@ data: install
 	  $(BIN)/python -m training.data.write_synthetic data/creditcard.csv; \
 	fi
 
-# Serving benchmark (Locust; every variant in one run, ~15 min on 2 cores). Results land in
-# benchmarks/results/serving-<host>.{json,md,png}. Pass options with BENCH_ARGS="...".
+# Serving benchmark (Locust; every variant in one run, ~15 min on 2 cores), then bench-drift
+# (~30 min). Results land in benchmarks/results/serving-<host>.{json,md,png} and
+# drift-serving-vm.{json,md}. Pass options with BENCH_ARGS="..." and DRIFT_ARGS="...".
 bench: models
 	$(BIN)/python -m benchmarks.serving $(BENCH_ARGS)
 	$(MAKE) bench-drift
 
-# Drift monitoring as served (~35 min): detection delay, false alarms, the hooks' cost and a
+# Drift monitoring as served (~30 min): detection delay, false alarms, the hooks' cost and a
 # 10-minute soak. Results: benchmarks/results/drift-serving-vm.{json,md}.
 #   make bench-drift DATA=../shared/data/creditcard_real_sample.csv.gz
 bench-drift: models
@@ -183,7 +184,8 @@ bench-explain: models
 bench-ensemble: install
 	$(BIN)/python -m benchmarks.ensemble_serving $(if $(DATA),--data $(DATA))
 
-# The score log (SQLite, PostgreSQL) and the shadow challenger against off, side by side (~30 min).
+# The score log (SQLite, PostgreSQL) and the shadow challenger against off, side by side, and a
+# control (two identical servers: the harness's floor) (~40 min).
 bench-score-log: models
 	$(BIN)/python -m benchmarks.score_log_cost $(if $(DATA),--data $(DATA))
 
