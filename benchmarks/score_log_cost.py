@@ -86,7 +86,7 @@ def markdown(results: dict[str, Any]) -> str:
     }
     for stage in STAGES:
         if stage in results:
-            lines += paired_cost_rows(results[stage], f"{stage}", targets[stage])
+            lines += paired_cost_rows(results[stage], stage, targets[stage])
     if results.get("per_row_us"):
         lines += [
             "",

@@ -435,10 +435,10 @@ class _SqlDatabase:
 class SqliteScoreDatabase(_SqlDatabase):
     """A SQLite file in WAL mode: readers never block the writers of other workers.
 
-    Rows go in as multi-row ``INSERT ... VALUES`` statements of `rows_per_statement` rows:
-    one statement per chunk, so the GIL is released once per chunk (``executemany`` takes it
-    back for every row, about 60 µs a row next to a busy event loop), and no JSON is parsed
-    (``json_each`` cost 3 µs more per row).
+    Rows go in as multi-row ``INSERT ... VALUES`` statements of at most `rows_per_statement`
+    rows, sized by `statement_sizes`: one statement per chunk, so the GIL is released once per
+    chunk (``executemany`` takes it back for every row, about 60 µs a row next to a busy event
+    loop), and no JSON is parsed (``json_each`` cost 3 µs more per row).
     """
 
     #: 500 rows of 8 columns: 4,000 bound parameters, under SQLite's 32,766.
