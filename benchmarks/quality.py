@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import tempfile
@@ -300,6 +301,21 @@ def pooled_difference(
     return {"mean": mean, "ci95_low": float(low), "ci95_high": float(high)}
 
 
+def frauds_to_resolve(difference: dict[str, float], frauds: int) -> int | None:
+    """How many frauds a sample needs before `difference`'s 95% interval clears zero, if the
+    margin stays as measured and the interval narrows as one over the square root of the
+    frauds (the bootstrap's rate); None when the margin is not positive (no sample size helps).
+
+    With the frauds at hand it says whether a comparison could have been decided at all: a
+    margin a fifth of the interval's half-width needs 25 times the frauds.
+    """
+    margin = difference["mean"]
+    if margin <= 0:
+        return None
+    half_width = margin - difference["ci95_low"]
+    return max(frauds, math.ceil(frauds * (half_width / margin) ** 2))
+
+
 def compare(
     results: dict[str, ModelResult], labels: np.ndarray, folds: int
 ) -> list[dict[str, Any]]:
@@ -320,14 +336,16 @@ def compare(
                     ),
                 }
             )
+        pooled = pooled_difference(
+            results[challenger].out_of_fold, results[incumbent].out_of_fold, labels
+        )
         comparisons.append(
             {
                 "challenger": challenger,
                 "incumbent": incumbent,
                 "metric": "pooled_auprc_base_rate",
-                **pooled_difference(
-                    results[challenger].out_of_fold, results[incumbent].out_of_fold, labels
-                ),
+                **pooled,
+                "frauds_to_resolve": frauds_to_resolve(pooled, int(labels.sum())),
             }
         )
     return comparisons
@@ -384,16 +402,24 @@ def markdown(report: dict[str, Any]) -> str:
         "(challenger minus incumbent). Per-fold metrics: mean over folds, 95% interval by "
         "the corrected resampled t of Nadeau and Bengio. `pooled_auprc_base_rate`: AUPRC @ "
         "0.172% of each repeat's pooled out-of-fold scores (all frauds at once), averaged over "
-        "repeats, 95% paired bootstrap over rows:",
+        "repeats, 95% paired bootstrap over rows. *Frauds to decide*: how many frauds the "
+        "pooled interval would need to clear zero at the measured margin (it narrows as "
+        f"1/sqrt(frauds); this sample has {report['data']['frauds']}):",
         "",
-        "| challenger | incumbent | metric | difference | 95% interval | folds better |",
-        "|---|---|---|---:|---|---:|",
+        "| challenger | incumbent | metric | difference | 95% interval | folds better "
+        "| frauds to decide |",
+        "|---|---|---|---:|---|---:|---:|",
     ]
     for c in report["comparisons"]:
         better = f"{c['wins']}/{c['pairs']}" if "wins" in c else ""
+        needed = ""
+        if "frauds_to_resolve" in c:
+            n = c["frauds_to_resolve"]
+            frauds = report["data"]["frauds"]
+            needed = "never (margin ≤ 0)" if n is None else "decided" if n <= frauds else f"{n:,}"
         lines.append(
             f"| {c['challenger']} | {c['incumbent']} | {c['metric']} | {c['mean']:+.4f} | "
-            f"[{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {better} |"
+            f"[{c['ci95_low']:+.4f}, {c['ci95_high']:+.4f}] | {better} | {needed} |"
         )
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     for c in report["targets"]:

@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from benchmarks.quality import frauds_to_resolve
 from benchmarks.quality import paired_difference
 from benchmarks.quality import pooled_difference
 from tests.test_training import compose_config
@@ -171,3 +172,23 @@ def test_pooled_difference_sees_a_better_ranking_and_nothing_in_a_tie() -> None:
     assert gain["ci95_low"] > 0 and gain["mean"] > 0
     tie = pooled_difference(signal, signal, labels, resamples=50)
     assert tie["mean"] == 0 and tie["ci95_low"] == 0 == tie["ci95_high"]
+
+
+def test_pooled_interval_narrows_as_one_over_root_frauds_as_frauds_to_resolve_assumes() -> None:
+    def half_width(frauds: int) -> float:
+        rng = np.random.default_rng(0)
+        labels = np.r_[np.zeros(40 * frauds, dtype=np.int64), np.ones(frauds, dtype=np.int64)]
+        better = labels + rng.normal(0, 0.4, size=(1, len(labels)))
+        worse = labels + rng.normal(0, 0.45, size=(1, len(labels)))
+        interval = pooled_difference(better, worse, labels, resamples=300)
+        return (interval["ci95_high"] - interval["ci95_low"]) / 2
+
+    # Four times the frauds: half the width (sqrt(4)), not a quarter and not the same.
+    assert 1.5 < half_width(50) / half_width(200) < 2.7
+
+
+def test_frauds_to_resolve_scales_the_sample_by_the_squared_width_to_margin_ratio() -> None:
+    assert frauds_to_resolve({"mean": 0.01, "ci95_low": 0.0}, 331) == 331
+    assert frauds_to_resolve({"mean": 0.01, "ci95_low": -0.01}, 331) == 4 * 331
+    assert frauds_to_resolve({"mean": 0.02, "ci95_low": 0.01}, 331) == 331  # decided already
+    assert frauds_to_resolve({"mean": -0.01, "ci95_low": -0.05}, 331) is None

@@ -59,10 +59,15 @@ def test_quality_benchmark_writes_table_json_and_plot(tmp_path: Path) -> None:
     assert ("mlp", "hist_gradient_boosting", "pooled_auprc_base_rate") in pairs
     for c in report["comparisons"]:
         assert c["ci95_low"] <= c["mean"] <= c["ci95_high"]
+        # Pooled rows say how many frauds would decide them (None: the margin is not positive).
+        if c["metric"] == "pooled_auprc_base_rate":
+            assert (c["frauds_to_resolve"] is None) == (c["mean"] <= 0)
+            assert c["frauds_to_resolve"] is None or c["frauds_to_resolve"] >= 90
     assert {t["target"].split(":")[0] for t in report["targets"]} == {
         "mlp beats mlp_networks", "mlp beats mlp_single", "mlp beats hist_gradient_boosting",
         "distilbert beats hist_gradient_boosting",
     }  # fmt: skip
     table = (tmp_path / "q.md").read_text()
     assert "| hist_gradient_boosting |" in table and "AUPRC @ 0.172%" in table
+    assert "frauds to decide" in table
     assert (tmp_path / "q.png").stat().st_size > 10_000
