@@ -410,12 +410,12 @@ def markdown(report: dict[str, Any]) -> str:
         "| frauds to decide |",
         "|---|---|---|---:|---|---:|---:|",
     ]
+    frauds = report["data"]["frauds"]
     for c in report["comparisons"]:
         better = f"{c['wins']}/{c['pairs']}" if "wins" in c else ""
         needed = ""
         if "frauds_to_resolve" in c:
             n = c["frauds_to_resolve"]
-            frauds = report["data"]["frauds"]
             needed = "never (margin ≤ 0)" if n is None else "decided" if n <= frauds else f"{n:,}"
         lines.append(
             f"| {c['challenger']} | {c['incumbent']} | {c['metric']} | {c['mean']:+.4f} | "
