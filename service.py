@@ -81,6 +81,8 @@ from fraud_detection.routing.router import ServedModel
 from fraud_detection.routing.router import TrafficShares
 from fraud_detection.routing.shadow import ShadowScorer
 from fraud_detection.score_log.database import open_database
+from fraud_detection.score_log.durable_writer import DurableScoreLogWriter
+from fraud_detection.score_log.durable_writer import journal_folder
 from fraud_detection.score_log.writer import ScoreLogWriter
 from fraud_detection.scorer import OnnxScorer
 from fraud_detection.settings import ServingSettings
@@ -200,12 +202,27 @@ class FraudDetector:
         if not settings.score_log:
             return None
         database = open_database(settings.score_db_url)
-        writer = ScoreLogWriter(
-            database,
-            f"{champion.name}:{champion.version}",
-            None if challenger is None else f"{challenger.name}:{challenger.version}",
-            max_pending_rows=settings.score_log_max_pending,
-            counters=performance_metrics(),
+        champion_tag = f"{champion.name}:{champion.version}"
+        challenger_tag = None if challenger is None else f"{challenger.name}:{challenger.version}"
+        durability = settings.resolved_durability
+        writer = (
+            ScoreLogWriter(
+                database,
+                champion_tag,
+                challenger_tag,
+                max_pending_rows=settings.score_log_max_pending,
+                counters=performance_metrics(),
+            )
+            if durability == "async"
+            else DurableScoreLogWriter(
+                database,
+                champion_tag,
+                challenger_tag,
+                journal_path=journal_folder(settings.monitor_log_path),
+                wait_for_commit=durability == "commit",
+                max_journal_bytes=settings.score_journal_max_mb << 20,
+                counters=performance_metrics(),
+            )
         )
         judged_challenger = None
         shadow = None
@@ -214,7 +231,10 @@ class FraudDetector:
                 "challenger", challenger.name, challenger.version, self.challenger_scorer.card
             )
             if settings.shadow_share > 0:
-                shadow = ShadowScorer(self.challenger_scorer.predict_proba, writer.submit)
+                shadow = ShadowScorer(
+                    self.challenger_scorer.predict_proba,
+                    writer.submit_challenger if writer.durable else writer.submit,
+                )
         performance = OnlinePerformance(
             database,
             JudgedModel.of_card("champion", champion.name, champion.version, self.scorer.card),
@@ -399,3 +419,8 @@ FraudDetector.add_asgi_middleware(RetryAfterOn503)
 FraudDetector.add_asgi_middleware(OpenAPICorrection, correct=served_openapi)
 FraudDetector.add_asgi_middleware(FastPredictRoute, slot=predict_slot)
 FraudDetector.add_asgi_middleware(OutcomeRoutes, slot=outcomes_slot)
+# Innermost, where ``/readyz`` arrives (the routes above pass it on): after SIGTERM it answers
+# 503 for FRAUD_DRAIN_SECONDS while requests are still served, so balancers let go first.
+from fraud_detection.draining import Draining  # noqa: E402  (kept beside its one use)
+
+FraudDetector.add_asgi_middleware(Draining, seconds=settings.drain_seconds)

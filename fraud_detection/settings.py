@@ -48,9 +48,21 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str | None, str]] = {
         "score database: `postgresql://user:password@host/db`, or `sqlite:///<path>` "
         "(default: `fraud_scores.sqlite3` under FRAUD_MONITOR_LOG_PATH)",
     ),
+    "FRAUD_SCORE_LOG_DURABILITY": (
+        "score_log_durability",
+        "when an answer may leave: `journal` (its rows are in the worker's on-disk journal; "
+        "default with SQLite), `commit` (... and committed to the database; default with "
+        "PostgreSQL), `async` (queued in memory: a killed worker loses them)",
+    ),
     "FRAUD_SCORE_LOG_MAX_PENDING": (
         "score_log_max_pending",
-        "score rows a worker queues for the database; beyond it, rows are dropped and counted",
+        "`async` mode: score rows a worker queues in memory; beyond it, rows are dropped and "
+        "counted",
+    ),
+    "FRAUD_SCORE_JOURNAL_MAX_MB": (
+        "score_journal_max_mb",
+        "durable modes: journal megabytes a worker keeps while the database is behind or down; "
+        "beyond it, rows are dropped and counted",
     ),
     "FRAUD_FEEDBACK_MAX_ITEMS": ("feedback_max_items", "most labels in one `/feedback` request"),
     "FRAUD_PERFORMANCE_WINDOW_ROWS": (
@@ -150,6 +162,11 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str | None, str]] = {
     ),
     "FRAUD_API_TOKEN_FILE": (None, "a file holding the token (a mounted secret)"),
     "FRAUD_PUBLIC_PATHS": ("public_paths", "comma-separated paths that need no token"),
+    "FRAUD_DRAIN_SECONDS": (
+        "drain_seconds",
+        "after SIGTERM, `/readyz` answers 503 this long while requests are still served, then "
+        "the worker shuts down; set it above the balancer's time to notice (checks x fall)",
+    ),
 }
 
 
@@ -170,7 +187,9 @@ class ServingSettings:
     canary_share: float = 0.0
     score_log: bool = True
     db_url: str | None = field(default=None, repr=False)  # may hold a password
+    score_log_durability: str | None = None  # None: `resolved_durability` picks per backend
     score_log_max_pending: int = 100_000
+    score_journal_max_mb: int = 1024
     feedback_max_items: int = 10_000
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     performance_every_seconds: float = 60.0
@@ -189,6 +208,7 @@ class ServingSettings:
     request_timeout_s: float = 30.0
     api_token: str | None = field(default=None, repr=False)  # never in logs or reprs
     public_paths: frozenset[str] = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+    drain_seconds: float = 0.0
     tracing: bool = False
     drift_detection: bool = True
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -215,6 +235,11 @@ class ServingSettings:
                 "FRAUD_CHALLENGER needs the score log (its shadow scores go there): "
                 "unset FRAUD_SCORE_LOG=0"
             )
+        if self.score_log_durability not in (None, "async", "journal", "commit"):
+            raise ValueError(
+                f"FRAUD_SCORE_LOG_DURABILITY must be async, journal or commit, got "
+                f"{self.score_log_durability!r}"
+            )
         if self.canary_share > 0 and self.challenger is None:
             raise ValueError("FRAUD_CANARY_SHARE needs a FRAUD_CHALLENGER to route to")
         if not self.performance_every_seconds > 0:
@@ -225,6 +250,8 @@ class ServingSettings:
             raise ValueError(f"FRAUD_ORT_THREADS must be >= 0, got {self.ort_threads}")
         if not self.request_timeout_s > 0:
             raise ValueError(f"FRAUD_REQUEST_TIMEOUT_S must be > 0, got {self.request_timeout_s}")
+        if not self.drain_seconds >= 0:
+            raise ValueError(f"FRAUD_DRAIN_SECONDS must be >= 0, got {self.drain_seconds}")
         if self.api_token is not None and not self.api_token.strip():
             raise ValueError("FRAUD_API_TOKEN (or its file) is empty")
         for name in (
@@ -237,6 +264,7 @@ class ServingSettings:
             "drift_log_keep_days",
             "explain_max_rows",
             "score_log_max_pending",
+            "score_journal_max_mb",
             "feedback_max_items",
         ):
             if getattr(self, name) < 1:
@@ -277,6 +305,15 @@ class ServingSettings:
         if self.db_url:
             return self.db_url
         return f"sqlite:///{Path(self.monitor_log_path).resolve() / SCORE_DB_FILE}"
+
+    @property
+    def resolved_durability(self) -> str:
+        """FRAUD_SCORE_LOG_DURABILITY, or the backend's default: ``commit`` on PostgreSQL
+        (replicas come and go; only the database outlives one), ``journal`` on SQLite (the
+        database is a file beside the journal: a commit would protect nothing more)."""
+        if self.score_log_durability is not None:
+            return self.score_log_durability
+        return "journal" if self.score_db_url.startswith("sqlite") else "commit"
 
     @property
     def drift_results_path(self) -> Path:
@@ -373,8 +410,13 @@ class ServingSettings:
             canary_share=number("FRAUD_CANARY_SHARE", defaults.canary_share),
             score_log=flag("FRAUD_SCORE_LOG", defaults.score_log),
             db_url=environ.get("FRAUD_DB_URL") or defaults.db_url,
+            score_log_durability=environ.get("FRAUD_SCORE_LOG_DURABILITY")
+            or defaults.score_log_durability,
             score_log_max_pending=integer(
                 "FRAUD_SCORE_LOG_MAX_PENDING", defaults.score_log_max_pending
+            ),
+            score_journal_max_mb=integer(
+                "FRAUD_SCORE_JOURNAL_MAX_MB", defaults.score_journal_max_mb
             ),
             feedback_max_items=integer("FRAUD_FEEDBACK_MAX_ITEMS", defaults.feedback_max_items),
             performance=performance_config(),
@@ -405,4 +447,5 @@ class ServingSettings:
             )
             if "FRAUD_PUBLIC_PATHS" in environ
             else defaults.public_paths,
+            drain_seconds=number("FRAUD_DRAIN_SECONDS", defaults.drain_seconds),
         )

@@ -117,7 +117,7 @@ def test_replayed_rows_with_their_labels_give_the_offline_auprc(
     ]
     for start in range(0, len(labels), 5000):
         answer = httpx.post(f"{url}/feedback", json=labels[start : start + 5000]).json()
-        assert answer["unknown"] == 0 and answer["stored"] == len(labels[start : start + 5000])
+        assert answer["unmatched"] == 0 and answer["stored"] == len(labels[start : start + 5000])
     document = httpx.get(f"{url}/performance").json()
     champion, challenger = document["models"]
     assert document["labelled"] == len(frame) and document["label_coverage"] == 1.0
@@ -167,12 +167,12 @@ def test_ids_and_labels_are_checked_item_by_item(sqlite_server: RunningServer) -
     assert bad.json()["detail"][0]["loc"] == ["transactions", 1, "transaction_id"]
 
     wait_for(lambda: httpx.post(f"{url}/feedback", json=[{"transaction_id": "ok-1", "label": 1}])
-             .json()["stored"] == 1, what="ok-1 in the log")  # fmt: skip
+             .json()["unmatched"] == 0, what="ok-1 in the log")  # fmt: skip
     wrapped = {
         "labels": [{"transaction_id": "ok-1", "label": 0}, {"transaction_id": "ghost", "label": 1}]
     }
     both = httpx.post(f"{url}/feedback", json=wrapped).json()
-    assert both == {"received": 2, "stored": 1, "unknown": 1, "unknown_ids": ["ghost"]}
+    assert both == {"received": 2, "stored": 2, "unmatched": 1, "unmatched_ids": ["ghost"]}
     for body, loc in (
         ([{"transaction_id": "ok-1", "label": 2}], [0, "label"]),
         ([{"transaction_id": "ok-1", "label": True}], [0, "label"]),

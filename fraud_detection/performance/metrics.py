@@ -43,6 +43,7 @@ class PerformanceMetrics:
     written: Any
     dropped: Any
     failures: Any
+    recovered: Any
 
     def record(self, document: dict[str, Any]) -> None:
         """Set the gauges from a ``/performance`` document."""
@@ -91,6 +92,10 @@ def performance_metrics() -> PerformanceMetrics:
         ),
         failures=Counter(
             "fraud_score_log_write_failures", "Failed score-log writes (rows kept and retried)"
+        ),
+        recovered=Counter(
+            "fraud_score_log_recovered_rows",
+            "Score rows replayed into the database from dead workers' journals",
         ),
     )
 

@@ -71,16 +71,18 @@ class Outcomes:
         self.feedback_body = feedback_adapter(self.max_feedback_items)
 
     def record_feedback(self, items: list[Feedback]) -> dict[str, Any]:
-        """Store the labels of known ids (the last one wins for a repeated id); count the rest."""
+        """Store every label (the last one wins for a repeated id). A label whose transaction
+        the log does not hold yet (its score still on its way from a worker or a replica) is
+        kept, and joins its score when that arrives; the answer counts those as unmatched."""
         labels = {item.transaction_id: item.label for item in items}
+        self.database.upsert_labels(list(labels.items()), now())
         known = self.database.known_ids(list(labels))
-        unknown = [tid for tid in labels if tid not in known]
-        self.database.upsert_labels([(t, y) for t, y in labels.items() if t in known], now())
+        unmatched = [tid for tid in labels if tid not in known]
         return {
             "received": len(items),
-            "stored": len(labels) - len(unknown),
-            "unknown": len(unknown),
-            "unknown_ids": unknown,
+            "stored": len(labels),
+            "unmatched": len(unmatched),
+            "unmatched_ids": unmatched,
         }
 
     def status(self) -> dict[str, Any]:
@@ -104,9 +106,12 @@ class FeedbackAnswer(BaseModel):
     """What ``POST /feedback`` did with the labels it received."""
 
     received: int
-    stored: int = Field(description="Labels of ids the score log holds, stored or overwritten")
-    unknown: int = Field(description="Ids the score log does not hold (not stored)")
-    unknown_ids: list[str]
+    stored: int = Field(description="Labels stored or overwritten (one per distinct id)")
+    unmatched: int = Field(
+        description="Labels whose transaction the score log does not hold yet: kept, and "
+        "counted by /performance once the score arrives"
+    )
+    unmatched_ids: list[str]
 
 
 def document_outcome_routes(document: dict[str, Any]) -> dict[str, Any]:
@@ -132,8 +137,9 @@ def document_outcome_routes(document: dict[str, Any]) -> dict[str, Any]:
             "tags": ["Service APIs"],
             "summary": "Labels that arrived later (1 fraud, 0 genuine), by transaction id",
             "description": 'A list of labels, or {"labels": [...]}; at most '
-            "FRAUD_FEEDBACK_MAX_ITEMS. Idempotent; a relabel overwrites. Ids the score log "
-            "does not hold are counted and returned, not an error.",
+            "FRAUD_FEEDBACK_MAX_ITEMS. Idempotent; a relabel overwrites. A label is never "
+            "discarded: one whose score the log does not hold yet is kept, returned under "
+            "unmatched_ids, and joins its score when that arrives.",
             "operationId": "feedback",
             "requestBody": {
                 "required": True,

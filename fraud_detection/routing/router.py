@@ -83,7 +83,9 @@ class ChampionChallenger:
         champion_p = await self.champion.score(features)
         is_fraud = champion_p >= self.champion.threshold
         if self.challenger is None:
-            self._record(ids, features, champion_p, is_fraud, None, None, None)
+            receipt = self._record(ids, features, champion_p, is_fraud, None, None, None)
+            if receipt is not None:
+                await receipt
             return RoutedScores(ids, champion_p, is_fraud, None)
         buckets = traffic_buckets(ids)
         canary = buckets < self.shares.canary
@@ -98,7 +100,11 @@ class ChampionChallenger:
             is_fraud = is_fraud.copy()
             is_fraud[canary] = canary_p >= self.challenger.threshold
         shadow_rows = np.flatnonzero((buckets < self.shares.shadow) & ~canary)
-        self._record(ids, features, champion_p, is_fraud, canary, challenger_p, shadow_rows)
+        receipt = self._record(
+            ids, features, champion_p, is_fraud, canary, challenger_p, shadow_rows
+        )
+        if receipt is not None:
+            await receipt
         return RoutedScores(ids, probabilities, is_fraud, canary)
 
     def _record(
@@ -110,9 +116,10 @@ class ChampionChallenger:
         by_challenger: np.ndarray | None,
         challenger_p: np.ndarray | None,
         shadow_rows: np.ndarray | None,
-    ) -> None:
+    ) -> Awaitable[None] | None:
+        """Hand the rows to the score log; returns what the answer must wait for, if any."""
         if self.score_log is None:
-            return
+            return None
         batch = ScoredBatch(
             ids,
             time.time(),
@@ -122,7 +129,11 @@ class ChampionChallenger:
             features[:, AMOUNT_COLUMN],
             challenger_p,
         )
-        if self.shadow is not None and shadow_rows is not None and len(shadow_rows):
+        if self.shadow is None or shadow_rows is None or not len(shadow_rows):
+            return self.score_log.submit(batch)
+        if not self.score_log.durable:  # the shadow's thread logs the batch with its scores
             self.shadow.submit(batch, shadow_rows, features[shadow_rows])
-        else:
-            self.score_log.submit(batch)
+            return None
+        receipt = self.score_log.submit(batch)  # the decision now, the shadow's scores later
+        self.shadow.submit(batch, shadow_rows, features[shadow_rows])
+        return receipt

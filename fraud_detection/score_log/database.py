@@ -89,6 +89,14 @@ MIGRATIONS: tuple[tuple[str | dict[str, str], ...], ...] = (
         "CREATE TABLE score_counts (flushed_at DOUBLE PRECISION NOT NULL, n_rows INTEGER NOT NULL)",
         "CREATE INDEX score_counts_time ON score_counts (flushed_at)",
     ),
+    (
+        # v3: how far each worker's score journal is in this database, written in the same
+        # transaction as its rows, so a replay after a crash inserts each row exactly once.
+        """CREATE TABLE journal_progress (
+            segment TEXT PRIMARY KEY,
+            committed_bytes BIGINT NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -168,6 +176,10 @@ class ScoreColumns:
         return values
 
 
+#: The shadow challenger's score of a row already written: (challenger_id, probability,
+#: transaction_id, scored_at).
+ChallengerUpdate = tuple[int, float, str, float]
+
 #: Ids per ``IN (...)`` query: under SQLite's bound-parameter limit.
 _ID_CHUNK = 500
 
@@ -203,6 +215,18 @@ class ScoreDatabase(Protocol):
     def register_models(self, tags: Sequence[str]) -> None: ...
 
     def insert_scores(self, scores: ScoreColumns) -> None: ...
+
+    def write(
+        self,
+        scores: ScoreColumns,
+        *,
+        challenger_updates: Sequence[ChallengerUpdate] = (),
+        progress: Sequence[tuple[str, int]] = (),
+        forget: Sequence[str] = (),
+        counted_rows: int | None = None,
+    ) -> None: ...
+
+    def journal_progress(self, segment: str) -> int: ...
 
     def close(self) -> None: ...
 
@@ -291,11 +315,65 @@ class _SqlDatabase:
     def insert_scores(self, scores: ScoreColumns) -> None:
         """Append `scores` in one transaction (on SQLite, an id repeated within one request,
         at the same time, is kept once)."""
-        with self._kept_connection() as conn:
+        self.write(scores, counted_rows=scores.n_rows)
+
+    def write(
+        self,
+        scores: ScoreColumns,
+        *,
+        challenger_updates: Sequence[ChallengerUpdate] = (),
+        progress: Sequence[tuple[str, int]] = (),
+        forget: Sequence[str] = (),
+        counted_rows: int | None = None,
+    ) -> None:
+        """In one transaction: append `scores`, set the shadow challenger's scores of rows
+        written before (`challenger_updates`), record journal `progress` (segment, bytes
+        committed), drop the progress of deleted segments (`forget`), and count
+        `counted_rows` scored rows for coverage."""
+        with self._kept_connection() as conn, self._batched(conn):
             cursor = conn.cursor()
-            self._insert_rows(cursor, scores)
-            self._count(cursor, scores.n_rows)
+            if scores.n_rows:
+                self._insert_rows(cursor, scores)
+            if challenger_updates:
+                cursor.executemany(
+                    self._sql(
+                        "UPDATE scores SET challenger_id = ?, challenger_probability = ? "
+                        "WHERE transaction_id = ? AND scored_at = ?"
+                    ),
+                    challenger_updates,
+                )
+            if progress:
+                cursor.executemany(
+                    self._sql(
+                        "INSERT INTO journal_progress (segment, committed_bytes) VALUES (?, ?) "
+                        "ON CONFLICT (segment) DO UPDATE "
+                        "SET committed_bytes = excluded.committed_bytes"
+                    ),
+                    progress,
+                )
+            if forget:
+                cursor.executemany(
+                    self._sql("DELETE FROM journal_progress WHERE segment = ?"),
+                    [(segment,) for segment in forget],
+                )
+            if counted_rows:
+                self._count(cursor, counted_rows)
             conn.commit()
+
+    def _batched(self, conn: Any) -> contextlib.AbstractContextManager[Any]:
+        """Where the driver can, send a write's statements without waiting for each answer."""
+        return contextlib.nullcontext()
+
+    def journal_progress(self, segment: str) -> int:
+        """Bytes of journal `segment` already in the database (0: none)."""
+        with self._connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                self._sql("SELECT committed_bytes FROM journal_progress WHERE segment = ?"),
+                (segment,),
+            )
+            row = cursor.fetchone()
+            return 0 if row is None else int(row[0])
 
     def _insert_rows(self, cursor: Any, scores: ScoreColumns) -> None:
         raise NotImplementedError
@@ -518,6 +596,11 @@ class PostgresScoreDatabase(_SqlDatabase):
 
     def _insert_rows(self, cursor: Any, scores: ScoreColumns) -> None:
         cursor.execute(self.insert_statement, (json_rows(scores.rows()),))
+
+    def _batched(self, conn: Any) -> contextlib.AbstractContextManager[Any]:
+        # Pipeline mode: a write's statements and its commit cost one round trip, which is
+        # what a commit-before-answer request waits for.
+        return conn.pipeline()
 
     def _lock_for_migration(self, cursor: Any) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(727272)")  # any constant: one migrator

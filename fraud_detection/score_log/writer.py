@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from typing import NamedTuple
@@ -121,6 +122,8 @@ class WriterStats:
     last_error_at: float | None = None
     last_write_at: float | None = None
     schema_ready: bool = False
+    recovered_rows: int = 0  # replayed from dead workers' journals (durable modes)
+    corrupt_bytes: int = 0  # journal bytes that could not be read back
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +134,8 @@ class WriterStats:
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
             "last_write_at": self.last_write_at,
+            "recovered_rows": self.recovered_rows,
+            "corrupt_bytes": self.corrupt_bytes,
         }
 
 
@@ -138,8 +143,14 @@ class ScoreLogWriter:
     """Copies the rows of each `ScoredBatch` into `PendingScores` and inserts them from one
     background thread.
 
-    `champion` and `challenger` are the model tags the rows are scored by.
+    `champion` and `challenger` are the model tags the rows are scored by. Rows queued in
+    memory are lost if the worker dies (``FRAUD_SCORE_LOG_DURABILITY=async``; the durable
+    modes are `fraud_detection.score_log.durable_writer.DurableScoreLogWriter`).
     """
+
+    #: Whether `submit` records a batch before its answer leaves, so the shadow challenger
+    #: adds its scores later (`submit_challenger`) instead of holding the batch.
+    durable = False
 
     def __init__(
         self,
@@ -172,18 +183,19 @@ class ScoreLogWriter:
         self._thread = threading.Thread(target=self._run, name="score-log", daemon=True)
         self._thread.start()
 
-    def submit(self, batch: ScoredBatch) -> None:
+    def submit(self, batch: ScoredBatch) -> Awaitable[None] | None:
         """Queue a batch's rows for writing; drops them (and counts them) when the queue is
-        full."""
+        full. Returns what the answer must wait for (here, nothing)."""
         n = len(batch.transaction_ids)
         with self._lock:
             if self._pending + n > self.max_pending_rows:
                 self.stats.dropped_rows += n
                 if self._counters is not None:
                     self._counters.dropped.inc(n)
-                return
+                return None
             self._queue.add(batch)
             self._pending += n
+        return None
 
     def _take(self) -> PendingScores:
         with self._lock:

@@ -1,0 +1,342 @@
+"""`DurableScoreLogWriter`: no answered decision is lost when a worker dies.
+
+`submit` appends a request's rows to the worker's `ScoreJournal` (one ``write()``, about
+1 µs) before the answer is sent; the journal is also the writer thread's queue: it reads the
+records back, inserts them and records how far it got in the same transaction
+(``journal_progress``), then deletes committed segments. A killed worker's segments are
+replayed, exactly once, by whichever worker takes its lock first: its restarted successor
+or a sibling, within `recover_every_s`.
+
+Two modes (``FRAUD_SCORE_LOG_DURABILITY``):
+
+- ``journal``: the answer leaves once its rows are in the journal; they reach the database
+  within `flush_interval_s`. Survives a killed worker and a restarted container whose
+  monitoring folder is a kept volume; not the loss of the node (or of an in-memory folder).
+- ``commit``: the answer also waits until its rows are committed to the database. Rows that
+  arrive during a commit go in the next one (group commit), while the model scores the next
+  batch. Survives the loss of the replica. While the database is down, answers wait for the
+  journal only, and the rows are inserted when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from fraud_detection.score_log.database import ScoreColumns
+from fraud_detection.score_log.database import ScoreDatabase
+from fraud_detection.score_log.journal import DecodedRecords
+from fraud_detection.score_log.journal import ScoreJournal
+from fraud_detection.score_log.journal import encode_challenger
+from fraud_detection.score_log.journal import encode_scores
+from fraud_detection.score_log.journal import orphaned_owners
+from fraud_detection.score_log.journal import read_records
+from fraud_detection.score_log.journal import segments_of
+from fraud_detection.score_log.writer import ScoredBatch
+from fraud_detection.score_log.writer import ScoreLogWriter
+
+logger = logging.getLogger(__name__)
+
+DURABILITY_MODES = ("async", "journal", "commit")
+
+
+class DurableScoreLogWriter(ScoreLogWriter):
+    """A `ScoreLogWriter` whose queue is an on-disk journal under `journal_path`."""
+
+    durable = True
+
+    def __init__(
+        self,
+        database: ScoreDatabase,
+        champion: str,
+        challenger: str | None = None,
+        *,
+        journal_path: str | Path,
+        wait_for_commit: bool = False,
+        max_journal_bytes: int = 1 << 30,
+        max_rows_per_write: int = 20_000,
+        flush_interval_s: float = 0.5,
+        retry_after_s: float = 5.0,
+        recover_every_s: float = 2.0,
+        counters: Any = None,
+    ) -> None:
+        self.journal = ScoreJournal(journal_path)
+        self.wait_for_commit = wait_for_commit
+        self.max_journal_bytes = max_journal_bytes
+        self.max_rows_per_write = max_rows_per_write
+        self.recover_every_s = recover_every_s
+        # Counted rows go in one score_counts row per second, not one per group commit.
+        self.count_every_s = 1.0 if wait_for_commit else 0.0
+        self._read_seq = 0
+        self._read_offset = 0
+        self._committed = 0  # journal position up to which every row is in the database
+        self._released = 0  # ... up to which waiting answers were let go
+        self._degraded = False  # the database is failing: answers wait for the journal only
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._uncounted = 0
+        self._counted_at = time.monotonic()
+        self._forget: list[str] = []
+        self._appended_rows = 0
+        self._next_recovery = 0.0
+        self._flush_lock = threading.Lock()
+        super().__init__(
+            database,
+            champion,
+            challenger,
+            flush_interval_s=flush_interval_s,
+            retry_after_s=retry_after_s,
+            counters=counters,
+        )
+
+    # --- request path -------------------------------------------------------------------
+
+    def submit(self, batch: ScoredBatch) -> asyncio.Future[None] | None:
+        """Journal a request's rows; in ``commit`` mode, a future that is done once they are
+        in the database (await it before answering). None: nothing to wait for."""
+        n = len(batch.transaction_ids)
+        if self.journal.end - self._committed > self.max_journal_bytes:
+            self._drop(n)
+            return None
+        loop = asyncio.get_running_loop() if self.wait_for_commit else None
+        self._loop = loop  # before the append: a commit that covers it can release it
+        record = encode_scores(
+            batch.scored_at,
+            self._champion_id,
+            self._challenger_id,
+            batch.transaction_ids,
+            batch.probabilities,
+            batch.is_fraud,
+            batch.by_challenger,
+            batch.amounts,
+            batch.challenger_probabilities,
+        )
+        try:
+            position = self.journal.append(record)
+        except OSError as e:  # a full disk: the answer goes on, the rows are counted lost
+            self._drop(n)
+            self._failed(e)
+            return None
+        self._appended_rows += n
+        if loop is None or self._degraded:
+            return None
+        future = loop.create_future()
+        self._waiters.append((position, future))
+        self._wake.set()
+        return future
+
+    def submit_challenger(self, batch: ScoredBatch) -> None:
+        """Journal the shadow challenger's scores of rows `submit` recorded before."""
+        p = batch.challenger_probabilities
+        if p is None or self._challenger_id is None:
+            return
+        shadow = p == p  # not NaN
+        if batch.by_challenger is not None:
+            shadow &= ~batch.by_challenger  # the canary's rows carried theirs already
+        rows = shadow.nonzero()[0]
+        if not len(rows):
+            return
+        ids = [batch.transaction_ids[i] for i in rows]
+        try:
+            record = encode_challenger(batch.scored_at, self._challenger_id, ids, p[rows])
+            self.journal.append(record)
+        except OSError as e:
+            self._failed(e)
+
+    def _drop(self, n: int) -> None:
+        self.stats.dropped_rows += n
+        if self._counters is not None:
+            self._counters.dropped.inc(n)
+
+    # --- writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._ensure_schema()
+            self._recover_if_due()
+            self.flush()
+            if self.stats.last_error is not None:
+                self._stop.wait(self.retry_after_s)
+            elif self.wait_for_commit:
+                self._wake.wait(self.flush_interval_s)
+                self._wake.clear()
+            else:
+                self._stop.wait(self.flush_interval_s)
+
+    def flush(self) -> int:
+        """Write everything journalled so far; returns the rows written."""
+        with self._flush_lock:  # the thread's, and a caller's (`close`, tests)
+            return self._flush()
+
+    def _flush(self) -> int:
+        if not self.stats.schema_ready:
+            self._degrade()
+            return 0
+        written = 0
+        while True:
+            path, stop, complete = self.journal.readable(self._read_seq)
+            records = DecodedRecords()
+            offset = self._read_offset
+            if stop > offset:
+                with path.open("rb") as f:
+                    f.seek(offset)
+                    data = f.read(stop - offset)
+                consumed = read_records(data, records, self.max_rows_per_write)
+                if consumed < len(data) and records.n_rows < self.max_rows_per_write:
+                    # Cannot happen for records this process wrote whole; skip, counted.
+                    logger.error("Score journal %s: corrupt record at byte %d", path, offset)
+                    self.stats.corrupt_bytes += len(data) - consumed
+                    consumed = len(data)
+                offset += consumed
+            finished = complete and offset >= stop
+            if not (records.n_rows or records.challenger_updates or finished or self._forget):
+                break
+            counted = self._count_now(records.n_rows)
+            try:
+                self.database.write(
+                    records.scores,
+                    challenger_updates=records.challenger_updates,
+                    progress=[(path.name, offset)],
+                    forget=self._forget,
+                    counted_rows=counted,
+                )
+            except Exception as e:
+                self._failed(e)
+                self._degrade()
+                return written
+            self._forget = []
+            self._uncounted = 0 if counted else self._uncounted + records.n_rows
+            if counted:
+                self._counted_at = time.monotonic()
+            self._read_offset = offset
+            self._committed = self.journal.position(self._read_seq, offset)
+            self._wrote(records.n_rows)
+            written += records.n_rows
+            if finished:
+                self.journal.delete(self._read_seq)
+                self._forget.append(path.name)
+                self._read_seq += 1
+                self._read_offset = 0
+            elif offset >= stop:
+                break
+        self.journal.rotate_if_full()
+        self._degraded = False
+        self._release(self._committed)
+        return written
+
+    def _count_now(self, n_rows: int) -> int:
+        """Rows to count in this write: all not yet counted, when a count is due."""
+        due = time.monotonic() - self._counted_at >= self.count_every_s or self._stop.is_set()
+        return self._uncounted + n_rows if due else 0
+
+    def _wrote(self, n_rows: int) -> None:
+        self.stats.written_rows += n_rows
+        self.stats.pending_rows = self._appended_rows - self.stats.written_rows
+        self.stats.last_write_at = time.time()
+        if self.stats.last_error is not None:
+            logger.info("Score log writes to %s resumed", self.database.url)
+        self.stats.last_error = None
+        if self._counters is not None and n_rows:
+            self._counters.written.inc(n_rows)
+
+    def _degrade(self) -> None:
+        """The database is failing: let every waiting answer go (its rows are journalled,
+        and will be inserted when the database is back)."""
+        self._degraded = True
+        self._release(self.journal.end)
+
+    def _release(self, position: int) -> None:
+        if position <= self._released or self._loop is None:
+            return
+        self._released = position
+        # A closed event loop (RuntimeError) has nobody waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._release_waiters, position)
+
+    def _release_waiters(self, position: int) -> None:
+        """On the event loop: finish the futures of appends up to `position`."""
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= position:
+            future = waiters.popleft()[1]
+            if not future.done():
+                future.set_result(None)
+
+    # --- recovery of dead workers' journals ---------------------------------------------
+
+    def _recover_if_due(self) -> None:
+        if not self.stats.schema_ready or time.monotonic() < self._next_recovery:
+            return
+        self._next_recovery = time.monotonic() + self.recover_every_s
+        try:
+            self.recover()
+        except Exception as e:
+            self._failed(e)
+
+    def recover(self) -> int:
+        """Replay the segments of every dead worker's journal; returns the rows inserted."""
+        folder = self.journal.folder
+        recovered = 0
+        with self._flush_lock, orphaned_owners(folder, self.journal.owner) as owners:
+            for owner in owners:
+                for path in segments_of(folder, owner):
+                    recovered += self._replay(path)
+                (folder / f"{owner}.lock").unlink(missing_ok=True)
+        if recovered:
+            logger.warning("Score log: %d rows replayed from dead workers' journals", recovered)
+        return recovered
+
+    def _replay(self, path: Path) -> int:
+        offset = self.database.journal_progress(path.name)
+        data = memoryview(path.read_bytes())
+        replayed = 0
+        while offset < len(data):
+            records = DecodedRecords()
+            consumed = read_records(data[offset:], records, self.max_rows_per_write)
+            if not consumed:  # a torn tail (power loss): no answer waited for it
+                self.stats.corrupt_bytes += len(data) - offset
+                logger.error("Score journal %s: %d bytes unreadable", path, len(data) - offset)
+                break
+            offset += consumed
+            self.database.write(
+                records.scores,
+                challenger_updates=records.challenger_updates,
+                progress=[(path.name, offset)],
+                counted_rows=records.n_rows,
+            )
+            replayed += records.n_rows
+        path.unlink()
+        self._forget.append(path.name)
+        self.stats.recovered_rows += replayed
+        if self._counters is not None and replayed:
+            self._counters.recovered.inc(replayed)
+        return replayed
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread after writing everything journalled; the journal is deleted when
+        all of it is in the database, else left for the next worker to replay."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+        self._ensure_schema()
+        self.flush()
+        done = self.stats.schema_ready and self._committed == self.journal.end
+        if done:
+            own = [p.name for p in segments_of(self.journal.folder, self.journal.owner)]
+            try:
+                self.database.write(ScoreColumns.of_rows([]), forget=own + self._forget)
+            except Exception as e:  # only bookkeeping rows would be left behind
+                logger.warning("Score log: journal progress not cleared: %s", e)
+        self.journal.close(delete=done)
+        self.database.close()
+
+
+def journal_folder(monitor_log_path: str | os.PathLike[str]) -> Path:
+    """Where workers keep their score journals: under the monitoring folder."""
+    return Path(monitor_log_path) / "score_journal"
