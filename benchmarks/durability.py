@@ -364,9 +364,7 @@ def main(argv: list[str] | None = None) -> Path:
             print(results["kills"], flush=True)
         if "sqlite-cost" in stages:
             cost = (workdir, rows, args.data, args.seconds, args.rounds, args.passes)
-            results["sqlite_cost"] = paired_cost(
-                *cost, {"journal": journal, "async": asynchronous}
-            )
+            results["sqlite_cost"] = paired_cost(*cost, {"journal": journal, "async": asynchronous})
             results["sqlite_control"] = paired_cost(
                 *cost, {"async-again": asynchronous, "async": asynchronous}
             )

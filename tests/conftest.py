@@ -11,10 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
+import psycopg
 import pytest
 
+from benchmarks.postgres_server import PostgresServer
 from benchmarks.server_process import ServerProcess
 from benchmarks.server_process import free_port
+from fraud_detection.score_log.database import ScoreDatabase
+from fraud_detection.score_log.database import open_database
 
 REPO = Path(__file__).resolve().parents[1]
 #: Small enough for CI on 2 cores, big enough to hold ~30 frauds.
@@ -177,3 +181,27 @@ def call_asgi(
     asyncio.run(app(scope, receive, send))
     start = sent[0]
     return start["status"], b"".join(m.get("body", b"") for m in sent[1:]), dict(start["headers"])
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer.create(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+_databases = iter(range(10**6))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(
+    request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> ScoreDatabase:
+    """An empty score database of each kind (a fresh PostgreSQL database per test)."""
+    if request.param == "sqlite":
+        return open_database(f"sqlite:///{tmp_path / 'scores.sqlite3'}")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"test_{next(_databases)}"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return open_database(server.url.rsplit("/", 1)[0] + f"/{name}")

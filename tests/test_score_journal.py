@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from benchmarks.postgres_server import PostgresServer
 from fraud_detection.score_log.database import ScoreDatabase
@@ -27,8 +26,6 @@ from fraud_detection.score_log.journal import orphaned_owners
 from fraud_detection.score_log.journal import read_records
 from fraud_detection.score_log.writer import ScoredBatch
 from tests.test_score_log import batch
-from tests.test_score_log import database  # noqa: F401  (fixture)
-from tests.test_score_log import postgres  # noqa: F401  (fixture)
 
 CHAMPION, CHALLENGER = "fraud-mlp:v1", "fraud-distilbert:v2"
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,9 +167,7 @@ def test_a_new_journal_is_never_taken_for_a_dead_one(tmp_path: Path) -> None:
 def test_commit_mode_answers_wait_for_the_database(tmp_path: Path) -> None:
     server = PostgresServer.create(tmp_path / "pg")
     database = open_database(server.url)
-    writer = durable_writer(
-        database, tmp_path / "journal", wait_for_commit=True, retry_after_s=0.1
-    )
+    writer = durable_writer(database, tmp_path / "journal", wait_for_commit=True, retry_after_s=0.1)
 
     async def answer(ids: list[str]) -> float:
         receipt = writer.submit(batch(ids, [0.3] * len(ids)))

@@ -5,11 +5,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 
 from benchmarks.postgres_server import PostgresServer
@@ -25,30 +23,6 @@ from fraud_detection.score_log.database import score_row
 from fraud_detection.score_log.database import statement_sizes
 from fraud_detection.score_log.writer import ScoredBatch
 from fraud_detection.score_log.writer import ScoreLogWriter
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer.create(tmp_path_factory.mktemp("postgres"))
-    yield server
-    server.stop()
-
-
-_databases = iter(range(10**6))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(
-    request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> ScoreDatabase:
-    """An empty database of each kind (a fresh PostgreSQL database per test)."""
-    if request.param == "sqlite":
-        return open_database(f"sqlite:///{tmp_path / 'scores.sqlite3'}")
-    server: PostgresServer = request.getfixturevalue("postgres")
-    name = f"test_{next(_databases)}"
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return open_database(server.url.rsplit("/", 1)[0] + f"/{name}")
 
 
 def batch(ids: list[str], probabilities: list[float], **fields) -> ScoredBatch:
