@@ -285,6 +285,8 @@ def markdown(results: dict[str, Any]) -> str:
             "## SIGKILL of a worker under load (2 workers, SQLite, 16 connections, one-row "
             "requests with unique ids)",
             "",
+            "<!-- --8<-- [start:kills] -->",
+            "",
             "| durability | kills | answered 200 | missing from the log (serving / after a clean "
             "stop) | errors seen by the clients | log caught up |",
             "|---|---:|---:|---|---|---|",
@@ -297,9 +299,10 @@ def markdown(results: dict[str, Any]) -> str:
                 f"**{run['missing_while_serving']:,}** / {run['missing_after_clean_stop']:,} | "
                 f"{errors or '0'} | {caught} |"
             )
+        lines += ["", "<!-- --8<-- [end:kills] -->"]
     if "sqlite_cost" in results:
-        lines += ["", "## SQLite: journal against async", "", "| measure | value | target |"]
-        lines += ["|---|---|---|"]
+        lines += ["", "## SQLite: journal against async", "", "<!-- --8<-- [start:sqlite] -->", ""]
+        lines += ["| measure | value | target |", "|---|---|---|"]
         lines += paired_cost_rows(results["sqlite_cost"], "journal / async", "throughput >= 0.95")
         lines += paired_cost_rows(results["sqlite_control"], "control: async / async", "1.0")
         lone = results["sqlite_lone"]["c1"]
@@ -308,11 +311,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"{lone['p50_delta_ms']:+.3f} ms (p50 {lone['journal']['p50_ms']} / "
             f"{lone['async']['p50_ms']} ms) | <= +0.3 ms |"
         )
+        lines += ["", "<!-- --8<-- [end:sqlite] -->"]
     if "postgresql_cost" in results:
         pg = results["postgresql_cost"]
         lines += [
             "",
             "## PostgreSQL (127.0.0.1): commit before answering against async (wrk one-row)",
+            "",
+            "<!-- --8<-- [start:postgresql] -->",
             "",
             "| connections | mode | req/s | p50 ms | p99 ms | throughput commit / async |",
             "|---:|---|---:|---:|---:|---:|",

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fraud_detection.settings import ServingSettings
+
 REPO = Path(__file__).resolve().parents[1]
 PORT = 3000  # BentoML's default; the bento's entrypoint maps Cloud Run's $PORT onto it
 #: Routes of the served app that probes and scrapers may use (checked live below).
@@ -81,6 +83,9 @@ def test_gke_overlay_builds_a_consistent_deployment(overlay: str, image: str) ->
     written = {m["mountPath"] for m in container["volumeMounts"]}
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["FRAUD_MONITOR_LOG_PATH"] in written, "the drift log needs a writable volume"
+    # The score journal lives there too: a durable mode, valid for the service.
+    assert env["FRAUD_SCORE_LOG_DURABILITY"] in ("journal", "commit")
+    assert ServingSettings.from_env(env).resolved_durability == env["FRAUD_SCORE_LOG_DURABILITY"]
     gpus = container["resources"]["limits"].get("nvidia.com/gpu")
     assert (gpus == "1") == (overlay == "gpu")
     assert env["FRAUD_MODEL"] == ("distilbert" if overlay == "gpu" else "mlp")
@@ -109,6 +114,8 @@ def test_cloud_run_service(name: str, image: str) -> None:
         assert template["spec"]["nodeSelector"]["run.googleapis.com/accelerator"] == "nvidia-l4"
     annotations = template["metadata"]["annotations"]
     assert int(annotations["autoscaling.knative.dev/minScale"]) >= 1
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FRAUD_SCORE_LOG_DURABILITY"] in ("journal", "commit")
     assert template["spec"]["containerConcurrency"] > 0
 
 
