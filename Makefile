@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 .PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	bench bench-drift bench-ensemble bench-score-log promote bench-explain bench-gpu bench-peers quality audit clean-models
+	bench bench-drift bench-ensemble bench-score-log bench-durability promote bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model); `make serve`
@@ -188,6 +188,12 @@ bench-ensemble: install
 # control (two identical servers: the harness's floor) (~40 min).
 bench-score-log: models
 	$(BIN)/python -m benchmarks.score_log_cost $(if $(DATA),--data $(DATA))
+
+# What a crash costs the score log (workers SIGKILLed under load, per durability mode) and
+# what the durable modes cost (SQLite journal / async with a control; PostgreSQL commit / async
+# at 1 and 32 connections) (~35 min). Results: benchmarks/results/durability-vm.{json,md}.
+bench-durability: models
+	$(BIN)/python -m benchmarks.durability $(if $(DATA),--data $(DATA)) $(DURABILITY_ARGS)
 
 # Promote the challenger: evidence first (same labelled transactions), then the env swap.
 # TARGET=cloudrun|gke|env; APPLY=1 runs the command instead of printing it.

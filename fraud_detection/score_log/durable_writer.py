@@ -196,9 +196,10 @@ class DurableScoreLogWriter(ScoreLogWriter):
                     consumed = len(data)
                 offset += consumed
             finished = complete and offset >= stop
-            if not (records.n_rows or records.challenger_updates or finished or self._forget):
-                break
             counted = self._count_now(records.n_rows)
+            if not (records.n_rows or records.challenger_updates or finished or self._forget):
+                if not counted:  # rows committed earlier may still await their count
+                    break
             try:
                 self.database.write(
                     records.scores,
