@@ -45,6 +45,8 @@ from fraud_detection.score_log.writer import ScoreLogWriter
 logger = logging.getLogger(__name__)
 
 DURABILITY_MODES = ("async", "journal", "commit")
+#: Most journal bytes read at once (a backlog from a long database outage is read in parts).
+MAX_READ_BYTES = 16 << 20
 
 
 class DurableScoreLogWriter(ScoreLogWriter):
@@ -185,11 +187,13 @@ class DurableScoreLogWriter(ScoreLogWriter):
             records = DecodedRecords()
             offset = self._read_offset
             if stop > offset:
+                wanted = min(stop - offset, MAX_READ_BYTES)
                 with path.open("rb") as f:
                     f.seek(offset)
-                    data = f.read(stop - offset)
+                    data = f.read(wanted)
                 consumed = read_records(data, records, self.max_rows_per_write)
-                if consumed < len(data) and records.n_rows < self.max_rows_per_write:
+                cut = wanted < stop - offset  # the read may end inside a record
+                if consumed < len(data) and records.n_rows < self.max_rows_per_write and not cut:
                     # Cannot happen for records this process wrote whole; skip, counted.
                     logger.error("Score journal %s: corrupt record at byte %d", path, offset)
                     self.stats.corrupt_bytes += len(data) - consumed
@@ -197,9 +201,10 @@ class DurableScoreLogWriter(ScoreLogWriter):
                 offset += consumed
             finished = complete and offset >= stop
             counted = self._count_now(records.n_rows)
-            if not (records.n_rows or records.challenger_updates or finished or self._forget):
-                if not counted:  # rows committed earlier may still await their count
-                    break
+            # Nothing to write, unless rows committed earlier still await their count.
+            nothing = not (records.n_rows or records.challenger_updates or finished)
+            if nothing and not self._forget and not counted:
+                break
             try:
                 self.database.write(
                     records.scores,
@@ -211,6 +216,7 @@ class DurableScoreLogWriter(ScoreLogWriter):
             except Exception as e:
                 self._failed(e)
                 self._degrade()
+                self.journal.rotate_if_full()  # segments stay small while the database is down
                 return written
             self._forget = []
             self._uncounted = 0 if counted else self._uncounted + records.n_rows
