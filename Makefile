@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 .PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	bench bench-drift bench-ensemble bench-score-log bench-durability promote bench-explain bench-gpu bench-peers quality audit clean-models
+	bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas promote bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model); `make serve`
@@ -194,6 +194,11 @@ bench-score-log: models
 # at 1 and 32 connections) (~35 min). Results: benchmarks/results/durability-vm.{json,md}.
 bench-durability: models
 	$(BIN)/python -m benchmarks.durability $(if $(DATA),--data $(DATA)) $(DURABILITY_ARGS)
+
+# Three replicas (separate bentoml serve processes) behind HAProxy with one PostgreSQL: one
+# SIGKILLed, then one SIGTERMed, under load (~3 min). Results: benchmarks/results/replicas-vm.*
+bench-replicas: models
+	$(BIN)/python -m benchmarks.replicas $(if $(DATA),--data $(DATA)) $(REPLICAS_ARGS)
 
 # Promote the challenger: evidence first (same labelled transactions), then the env swap.
 # TARGET=cloudrun|gke|env; APPLY=1 runs the command instead of printing it.

@@ -13,6 +13,7 @@ which model is served and its decision threshold's rule and value.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from fraud_detection.console import ConsoleLimits
 from fraud_detection.console import ConsoleRoutes
 from fraud_detection.console import console_app
 from fraud_detection.console.app import CONSOLE_PATH
+from fraud_detection.draining import Draining
 from fraud_detection.drift import ResultsDirectory
 from fraud_detection.drift import drift_app
 from fraud_detection.drift_log import CompositeDriftHook
@@ -90,6 +92,7 @@ from fraud_detection.settings import ServingSettings
 if TYPE_CHECKING:
     from fraud_detection.drift.detector import DriftDetector
 
+logger = logging.getLogger(__name__)
 settings = ServingSettings.from_env()
 
 
@@ -205,25 +208,34 @@ class FraudDetector:
         champion_tag = f"{champion.name}:{champion.version}"
         challenger_tag = None if challenger is None else f"{challenger.name}:{challenger.version}"
         durability = settings.resolved_durability
-        writer = (
-            ScoreLogWriter(
+        writer: ScoreLogWriter | None = None
+        if durability != "async":
+            try:
+                writer = DurableScoreLogWriter(
+                    database,
+                    champion_tag,
+                    challenger_tag,
+                    journal_path=journal_folder(settings.monitor_log_path),
+                    wait_for_commit=durability == "commit",
+                    max_journal_bytes=settings.score_journal_max_mb << 20,
+                    counters=performance_metrics(),
+                )
+            except OSError as e:  # an unwritable monitoring folder must not stop serving
+                logger.error(
+                    "Score journal unavailable (%s): FRAUD_SCORE_LOG_DURABILITY=%s falls back "
+                    "to async, and a killed worker loses its queued rows",
+                    e,
+                    durability,
+                )
+                performance_metrics().failures.inc()
+        if writer is None:
+            writer = ScoreLogWriter(
                 database,
                 champion_tag,
                 challenger_tag,
                 max_pending_rows=settings.score_log_max_pending,
                 counters=performance_metrics(),
             )
-            if durability == "async"
-            else DurableScoreLogWriter(
-                database,
-                champion_tag,
-                challenger_tag,
-                journal_path=journal_folder(settings.monitor_log_path),
-                wait_for_commit=durability == "commit",
-                max_journal_bytes=settings.score_journal_max_mb << 20,
-                counters=performance_metrics(),
-            )
-        )
         judged_challenger = None
         shadow = None
         if challenger is not None and self.challenger_scorer is not None:
@@ -421,6 +433,4 @@ FraudDetector.add_asgi_middleware(FastPredictRoute, slot=predict_slot)
 FraudDetector.add_asgi_middleware(OutcomeRoutes, slot=outcomes_slot)
 # Innermost, where ``/readyz`` arrives (the routes above pass it on): after SIGTERM it answers
 # 503 for FRAUD_DRAIN_SECONDS while requests are still served, so balancers let go first.
-from fraud_detection.draining import Draining  # noqa: E402  (kept beside its one use)
-
 FraudDetector.add_asgi_middleware(Draining, seconds=settings.drain_seconds)

@@ -52,10 +52,6 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(folder, "postgres", "postgres")
             folder.chmod(0o755)
-            for parent in folder.parents:  # postgres must be able to reach the folder
-                if parent == Path("/"):
-                    break
-                parent.chmod(parent.stat().st_mode | 0o011)
         server = cls(folder / "data", free_port(), bin_dir, folder / "postgres.log")
         server._run("initdb", "-D", str(server.data_dir), "-U", "fraud", "-A", "trust")
         server.start()
@@ -64,6 +60,12 @@ class PostgresServer:
     def _run(self, tool: str, *args: str) -> None:
         argv = [str(self.bin_dir / tool), *args]
         if os.geteuid() == 0:
+            # postgres must be able to reach the folder, at every call: a pytest session that
+            # starts meanwhile sets its /tmp/pytest-of-<user> back to 0700.
+            for parent in self.data_dir.parents:
+                if parent == Path("/"):
+                    break
+                parent.chmod(parent.stat().st_mode | 0o011)
             argv = ["runuser", "-u", "postgres", "--", *argv]
         subprocess.run(argv, check=True, capture_output=True, timeout=120)
 

@@ -6,6 +6,7 @@ readiness check lives elsewhere (peer frameworks in `benchmarks.peers`) pass ``r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -29,7 +30,9 @@ def free_port() -> int:
 
 @dataclass
 class ServerProcess:
-    """A server in its own process group, so stopping it stops every worker it forked."""
+    """A server in its own process group. ``bentoml serve``'s workers are not in it (circus
+    starts each in a session of its own): its arbiter stops them on SIGTERM, and `kill` finds
+    them by parentage."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -128,5 +131,22 @@ class ServerProcess:
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process under it, at once (nothing cleans up)."""
+        try:
+            root = psutil.Process(self.process.pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            processes = []
+        # The parent first, so it cannot restart a child it sees die.
+        for p in processes:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                continue
+        with contextlib.suppress(ProcessLookupError):  # and any the group still holds
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        self.process.wait()
+        psutil.wait_procs(processes, timeout=10)

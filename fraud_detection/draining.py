@@ -41,8 +41,8 @@ class Draining:
 
     The handler goes in when the worker's lifespan starts, after uvicorn has installed its
     own (``Server.capture_signals``), which it then calls. `seconds` <= 0 leaves the signal
-    to uvicorn. A second SIGTERM during the drain is ignored: the arbiter forwards the one the
-    process group already got. SIGINT (Ctrl+C) still stops at once.
+    to uvicorn. A second SIGTERM during the drain is ignored (one sent to every process, on
+    top of the one the arbiter forwards). SIGINT (Ctrl+C) still stops at once.
     """
 
     def __init__(self, app: ASGIApp, seconds: float, readyz_path: str = READYZ_PATH) -> None:
@@ -72,13 +72,16 @@ class Draining:
         previous = signal.getsignal(signal.SIGTERM)
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            if self.draining_since is not None:
-                return
-            self.draining_since = time.monotonic()
-            logger.warning("SIGTERM: /readyz answers 503 for %.1f s, then shutdown", self.seconds)
-            loop.call_soon_threadsafe(loop.call_later, self.seconds, hand_over, previous, signum)
+            if self.draining_since is None:
+                self.draining_since = time.monotonic()
+                # Logging and timers belong to the loop, not to a signal handler.
+                loop.call_soon_threadsafe(self._drain, loop, previous, signum)
 
         signal.signal(signal.SIGTERM, on_sigterm)
+
+    def _drain(self, loop: asyncio.AbstractEventLoop, previous: Any, signum: int) -> None:
+        logger.warning("SIGTERM: /readyz answers 503 for %.1f s, then shutdown", self.seconds)
+        loop.call_later(self.seconds, hand_over, previous, signum)
 
 
 def hand_over(previous: Callable[[int, FrameType | None], Any] | int | None, signum: int) -> None:

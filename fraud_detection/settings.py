@@ -165,7 +165,8 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str | None, str]] = {
     "FRAUD_DRAIN_SECONDS": (
         "drain_seconds",
         "after SIGTERM, `/readyz` answers 503 this long while requests are still served, then "
-        "the worker shuts down; set it above the balancer's time to notice (checks x fall)",
+        "the worker shuts down: above the balancer's time to notice (check interval x fall), "
+        "below the platform's grace period (Kubernetes terminationGracePeriodSeconds)",
     ),
 }
 
