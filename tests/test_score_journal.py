@@ -25,6 +25,7 @@ from fraud_detection.score_log.journal import encode_scores
 from fraud_detection.score_log.journal import orphaned_owners
 from fraud_detection.score_log.journal import read_records
 from fraud_detection.score_log.writer import ScoredBatch
+from fraud_detection.score_log.writer import row_values
 from tests.test_score_log import batch
 
 CHAMPION, CHALLENGER = "fraud-mlp:v1", "fraud-distilbert:v2"
@@ -45,19 +46,17 @@ def count_rows(database: ScoreDatabase) -> tuple[int, int]:
 
 
 def test_records_read_back_as_written_and_a_torn_tail_is_left_unread() -> None:
-    by_challenger = np.array([False, True, False])
-    challenger_p = np.array([np.nan, 0.75, np.nan])
-    data = encode_scores(
-        12.5,
-        7,
-        9,
+    scored = ScoredBatch(
         ["a", "b", "c"],
+        12.5,
         np.array([0.1, 0.9, 0.4], dtype=np.float32),
         np.array([False, True, False]),
-        by_challenger,
+        np.array([False, True, False]),
         np.array([1.0, 2.0, 3.0]),
-        challenger_p,
-    ) + encode_challenger(12.5, 9, ["c"], np.array([0.25]))
+        np.array([np.nan, 0.75, np.nan]),
+    )
+    data = encode_scores(12.5, 7, 9, scored.transaction_ids, *row_values(scored))
+    data += encode_challenger(12.5, 9, ["c"], np.array([0.25]))
     records = DecodedRecords()
     assert read_records(data, records, max_rows=100) == len(data)
     s = records.scores
@@ -223,3 +222,20 @@ def test_scored_batch_fields_are_all_journalled() -> None:
         "amounts",
         "challenger_probabilities",
     )
+
+
+def test_past_the_memory_bound_rows_are_read_back_from_the_journal(
+    database: ScoreDatabase, tmp_path: Path
+) -> None:
+    writer = durable_writer(database, tmp_path / "journal", flush_interval_s=60, max_pending_rows=5)
+    for i in range(20):
+        writer.submit(batch([f"m{i}"], [0.4]))
+    assert writer._spilled, "over the bound: the memory copy is dropped"
+    writer.flush()  # (the writer's thread may have flushed first)
+    assert count_rows(database) == (20, 20) and not writer._spilled, "read back, then memory"
+    for i in range(3):
+        writer.submit(batch([f"n{i}"], [0.4]))
+    assert not writer._spilled and len(writer._queue) == 3
+    writer.flush()
+    assert count_rows(database) == (23, 23) and writer.stats.dropped_rows == 0
+    writer.close()

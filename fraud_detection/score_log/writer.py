@@ -40,6 +40,20 @@ class ScoredBatch(NamedTuple):
     challenger_probabilities: np.ndarray | None = None  # NaN: the challenger did not run
 
 
+def row_values(
+    batch: ScoredBatch,
+) -> tuple[list[float], list[bool], list[bool] | None, list[float], list[float] | None]:
+    """A batch's arrays as Python lists: probabilities, decisions, by-challenger flags,
+    amounts, challenger probabilities (made once, for the memory queue and the journal)."""
+    return (
+        batch.probabilities.tolist(),
+        batch.is_fraud.tolist(),
+        None if batch.by_challenger is None else batch.by_challenger.tolist(),
+        batch.amounts.tolist(),
+        None if batch.challenger_probabilities is None else batch.challenger_probabilities.tolist(),
+    )
+
+
 class PendingScores:
     """Rows waiting for the next flush, as growing column lists.
 
@@ -72,20 +86,32 @@ class PendingScores:
 
     def add(self, batch: ScoredBatch) -> None:
         """Append `batch`'s rows."""
-        n = len(batch.transaction_ids)
-        self.transaction_ids.extend(batch.transaction_ids)
-        self.scored_at.extend([batch.scored_at] * n)
-        self.probabilities.extend(batch.probabilities.tolist())
-        self.is_fraud.extend(batch.is_fraud.tolist())
-        self.by_challenger.extend(
-            [False] * n if batch.by_challenger is None else batch.by_challenger.tolist()
-        )
-        self.amounts.extend(batch.amounts.tolist())
-        if batch.challenger_probabilities is None:
+        self.add_values(batch.transaction_ids, batch.scored_at, *row_values(batch))
+
+    def add_values(
+        self,
+        transaction_ids: list[str],
+        scored_at: float,
+        probabilities: list[float],
+        is_fraud: list[bool],
+        by_challenger: list[bool] | None,
+        amounts: list[float],
+        challenger_probabilities: list[float] | None,
+    ) -> None:
+        """Append rows given as Python lists (`row_values`; NaN: the challenger did not run)."""
+        n = len(transaction_ids)
+        self.transaction_ids.extend(transaction_ids)
+        self.scored_at.extend([scored_at] * n)
+        self.probabilities.extend(probabilities)
+        self.is_fraud.extend(is_fraud)
+        self.by_challenger.extend([False] * n if by_challenger is None else by_challenger)
+        self.amounts.extend(amounts)
+        if challenger_probabilities is None:
             self.challenger_probabilities.extend([None] * n)
-        else:  # NaN: the challenger did not run on that row
-            values = batch.challenger_probabilities.tolist()
-            self.challenger_probabilities.extend([None if v != v else v for v in values])
+        else:
+            self.challenger_probabilities.extend(
+                [None if v != v else v for v in challenger_probabilities]
+            )
 
     def extend(self, later: PendingScores) -> None:
         """Append the rows of `later` after these."""
