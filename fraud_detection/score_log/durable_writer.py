@@ -8,8 +8,8 @@ segments. The journal is read back only when memory cannot serve: after a failed
 past `max_pending_rows` (then the writer reads the records from the journal until it has
 caught up), and when a killed worker's segments are replayed, exactly once, by whichever
 worker takes its lock first: its restarted successor or a sibling, within `recover_every_s`.
-Reading the journal back on every flush instead cost 13% of a worker's CPU per request:
-decoding each record in Python holds the GIL for milliseconds per flush.
+Reading the journal back on every flush instead cost 13% more CPU per request (one
+development run): decoding each record in Python holds the GIL for milliseconds per flush.
 
 Two modes (``FRAUD_SCORE_LOG_DURABILITY``):
 
