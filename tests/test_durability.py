@@ -96,3 +96,33 @@ def test_labels_sent_as_the_answers_arrive_are_all_kept_and_counted(
     assert labelled == before + len(ids), "every early label joined its score"
     again = httpx.post(f"{url}/feedback", json=labels[:10]).json()
     assert again["unmatched"] == 0, "their scores are all in the log now"
+
+
+def test_a_server_killed_whole_is_replayed_by_the_next_one_on_the_same_folder(
+    trained_store: Path, tmp_path: Path
+) -> None:
+    """A container restarted with its monitoring volume: every process SIGKILLed at once
+    (nothing flushes), then a new server on the same folder inserts what was journalled."""
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+    first = start_server(trained_store, tmp_path / "first", "mlp", FRAUD_WORKERS="2")
+    folder = first.monitor_dir
+    database = open_database(f"sqlite:///{folder / SCORE_DB_FILE}")
+    try:
+        with OneRowLoad(first.url, rows(), connections=8, prefix="whole") as load:
+            time.sleep(3.0)
+            first.server.kill()  # arbiter and workers at once, mid-load
+            outcome = load.stop()
+    finally:
+        first.server.stop()
+    assert len(outcome.answered) > 100
+    lost_before = len(missing_from_log(database, outcome.answered, timeout_s=0))
+    assert lost_before > 0, "some answered rows were only in the journal when it died"
+    second = start_server(
+        trained_store, tmp_path / "second", "mlp", FRAUD_MONITOR_LOG_PATH=str(folder)
+    )
+    try:
+        missing = missing_from_log(database, outcome.answered, timeout_s=20)
+    finally:
+        second.server.stop()
+    assert missing == [], f"{len(missing)} of {lost_before} not replayed, e.g. {missing[:3]}"

@@ -209,7 +209,6 @@ class DurableScoreLogWriter(ScoreLogWriter):
                 self._degrade()
                 return 0
             written = self._flush_journal() if self._spilled else self._flush_memory()
-            self.journal.rotate_if_full()  # segments stay small, even while the database is down
             if self.stats.last_error is None:
                 self._degraded = False
                 self._release(self._committed)
@@ -383,9 +382,11 @@ class DurableScoreLogWriter(ScoreLogWriter):
         while offset < len(data):
             records = DecodedRecords()
             consumed = read_records(data[offset:], records, self.max_rows_per_write)
-            if not consumed:  # a torn tail (power loss): no answer waited for it
-                self.stats.corrupt_bytes += len(data) - offset
-                logger.error("Score journal %s: %d bytes unreadable", path, len(data) - offset)
+            if not consumed:
+                rest = len(data) - offset - data[offset:].tobytes().count(0)
+                if rest:  # a torn record (power loss): no answer waited for it
+                    self.stats.corrupt_bytes += len(data) - offset
+                    logger.error("Score journal %s: %d bytes unreadable", path, len(data) - offset)
                 break
             offset += consumed
             self.database.write(

