@@ -239,3 +239,48 @@ def test_past_the_memory_bound_rows_are_read_back_from_the_journal(
     writer.flush()
     assert count_rows(database) == (23, 23) and writer.stats.dropped_rows == 0
     writer.close()
+
+
+FULL_DISK_CHILD = textwrap.dedent(
+    """
+    import resource, signal, sys, time
+    import numpy as np
+    from fraud_detection.score_log.database import open_database
+    from fraud_detection.score_log.durable_writer import DurableScoreLogWriter
+    from fraud_detection.score_log.writer import ScoredBatch
+
+    url, folder = sys.argv[1], sys.argv[2]
+    writer = DurableScoreLogWriter(
+        open_database(url), "fraud-mlp:v1", None, journal_path=folder, flush_interval_s=3600
+    )
+    # No file may grow past 64 KiB from here on, and the next segments want 128 KiB: once
+    # the current one is full, there is no room for a new one, as on a full disk.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (65536, resource.RLIM_INFINITY))
+    writer.journal.segment_bytes = 131072
+    answered = 0
+    for i in range(120_000):
+        p = np.array([0.1])
+        writer.submit(ScoredBatch([f"d{i}"], time.time(), p, p > 0.5, None, p, None))
+        answered += 1
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)  # space again
+    writer.flush()
+    stats = writer.stats
+    print(answered, stats.dropped_rows, stats.written_rows, stats.failed_writes)
+    """
+)
+
+
+def test_a_full_disk_drops_and_counts_rows_and_never_fails_a_request(tmp_path: Path) -> None:
+    """Segments are reserved up front: a disk that fills fails the reservation (counted),
+    never a write into a mapped page (SIGBUS would kill the worker)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, f"sqlite:///{tmp_path / 'db' / 's.db'}",
+         str(tmp_path / "journal")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    answered, dropped, written, failures = map(int, done.stdout.split())
+    assert answered == 120_000 and 0 < dropped < answered and failures >= 1
+    assert written == answered - dropped, "every row journalled reached the database"

@@ -1,6 +1,6 @@
 """`DurableScoreLogWriter`: no answered decision is lost when a worker dies.
 
-`submit` appends a request's rows to the worker's `ScoreJournal` (one ``write()``) before the
+`submit` appends a request's rows to the worker's `ScoreJournal` (a memory-mapped file) before the
 answer is sent, and to the same in-memory column lists the asynchronous writer keeps; the
 writer thread inserts those lists, exactly as it does asynchronously, and records how far in
 the journal they reach in the same transaction (``journal_progress``), then deletes committed
@@ -124,20 +124,25 @@ class DurableScoreLogWriter(ScoreLogWriter):
         record = encode_scores(
             batch.scored_at, self._champion_id, self._challenger_id, batch.transaction_ids, *values
         )
+        error: OSError | None = None
         with self._lock:
             try:
                 position = self.journal.append(record)
-            except OSError as e:  # a full disk: the answer goes on, the rows are counted lost
-                self._drop(n)
-                self._failed(e)
-                return None
-            self._appended_rows += n
-            if not self._spilled:
-                if self._pending + n > self.max_pending_rows:
+            except OSError as e:
+                error = e
+            else:
+                self._appended_rows += n
+                if self._spilled:
+                    pass
+                elif self._pending + n > self.max_pending_rows:
                     self._spill()
                 else:
                     self._queue.add_values(batch.transaction_ids, batch.scored_at, *values)
                     self._pending += n
+        if error is not None:  # a full disk: the answer goes on, the rows are counted lost
+            self._drop(n)
+            self._failed(error)  # (it takes the lock: not while holding it)
+            return None
         if loop is None or self._degraded:
             return None
         future = loop.create_future()
@@ -159,18 +164,20 @@ class DurableScoreLogWriter(ScoreLogWriter):
         ids = [batch.transaction_ids[i] for i in rows]
         scores = p[rows]
         record = encode_challenger(batch.scored_at, self._challenger_id, ids, scores)
+        error: OSError | None = None
         with self._lock:
             try:
                 self.journal.append(record)
             except OSError as e:
-                self._failed(e)
-                return
-            if not self._spilled:
+                error = e
+            if error is None and not self._spilled:
                 at = batch.scored_at
                 self._updates.extend(
                     (self._challenger_id, v, tid, at)
                     for tid, v in zip(ids, scores.tolist(), strict=True)
                 )
+        if error is not None:
+            self._failed(error)
 
     def _spill(self) -> None:
         """(Under the lock.) Drop the memory copy: the writer reads the journal from what is

@@ -1,11 +1,11 @@
 """`ScoreJournal`: a worker's append-only segment files, written before an answer leaves.
 
-Each scored request becomes one framed record (`encode_scores`), appended with one
-``write()`` to the worker's current segment under the monitoring folder. The kernel keeps what
-``write()`` accepted when the process is killed (SIGKILL, the OOM killer), so a decision that
-was answered is on disk even if the worker never reaches the database. The writer thread reads
-the journal back and inserts it (`fraud_detection.score_log.writer.DurableScoreLogWriter`);
-segments it has committed are deleted.
+Each scored request becomes one framed record (`encode_scores`), copied into the worker's
+current segment, a file under the monitoring folder mapped into memory. The kernel keeps the
+mapped pages when the process is killed (SIGKILL, the OOM killer), so a decision that was
+answered is in the file even if the worker never reaches the database. The writer
+(`fraud_detection.score_log.durable_writer.DurableScoreLogWriter`) records how far its
+inserts reach, deletes committed segments, and replays dead workers' journals.
 
 Files of one worker share an owner name: ``<owner>.lock`` (held with ``flock`` for the
 worker's life: the kernel releases it when the process dies, however it dies) and
