@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> Path:
                 crash_run(workdir, rows, mode, args.kills, args.kill_every)
                 for mode in ("journal", "async")
             ]
-            print(results["kills"], flush=True)
+            write_results(f"durability-{args.name}", results, markdown(results))
         if "sqlite-cost" in stages:
             cost = (workdir, rows, args.data, args.seconds, args.rounds, args.passes)
             results["sqlite_cost"] = paired_cost(*cost, {"journal": journal, "async": asynchronous})
@@ -383,6 +383,7 @@ def main(argv: list[str] | None = None) -> Path:
                 args.rounds,
                 args.passes,
             )
+            write_results(f"durability-{args.name}", results, markdown(results))
         if "postgresql-cost" in stages:
             database = PostgresServer.create(workdir / "postgres")
             try:
