@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -505,6 +506,15 @@ def main(argv: list[str] | None = None) -> Path:
         if args.soak_minutes:
             results["soak"] = soak(workdir, pool, args.soak_minutes)
     return write_results(f"drift-serving-{args.name}", results, markdown(results))
+
+
+def git_commit() -> str:
+    """The checked-out commit, ``+dirty`` when the tree differs from it (for results files)."""
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    )
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO).returncode != 0
+    return result.stdout.strip() + ("+dirty" if dirty else "") if result.returncode == 0 else "?"
 
 
 def write_results(stem: str, results: dict[str, Any], table: str) -> Path:

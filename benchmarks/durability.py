@@ -27,7 +27,6 @@ import datetime as dt
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +41,7 @@ import httpx
 import numpy as np
 import psutil
 
+from benchmarks.drift_serving import git_commit
 from benchmarks.drift_serving import one_row_script
 from benchmarks.drift_serving import paired_cost
 from benchmarks.drift_serving import paired_cost_rows
@@ -257,12 +257,6 @@ def wrk_pairs(
         entry["p50_delta_ms"] = round(float(np.median(p50_deltas)), 3)
         summary[f"c{c}"] = entry
     return summary
-
-
-def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
-    return done.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
 
 
 def served_model() -> str:

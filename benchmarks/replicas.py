@@ -25,7 +25,6 @@ import argparse
 import csv
 import datetime as dt
 import io
-import json
 import os
 import platform
 import shutil
@@ -49,6 +48,8 @@ import httpx
 import pandas as pd
 import psycopg
 
+from benchmarks.drift_serving import git_commit
+from benchmarks.drift_serving import write_results
 from benchmarks.postgres_server import PostgresServer
 from benchmarks.server_process import ServerProcess
 from benchmarks.server_process import free_port
@@ -612,14 +613,6 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def git_commit() -> str:
-    result = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    )
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO).returncode != 0
-    return result.stdout.strip() + ("+dirty" if dirty else "") if result.returncode == 0 else "?"
-
-
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="CSV of the ULB schema (real rows); default synthetic")
@@ -661,16 +654,6 @@ def main(argv: list[str] | None = None) -> Path:
         victim = replica_set.replicas[1 % len(replica_set.replicas)]
         results["drain"] = drain_under_load(replica_set, frame, victim, threads=args.threads)
     return write_results(f"replicas-{args.name}", results, markdown(results))
-
-
-def write_results(stem: str, results: dict[str, Any], table: str) -> Path:
-    """``benchmarks/results/<stem>.json`` and ``.md``; prints the table."""
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / stem
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    out.with_suffix(".md").write_text(table)
-    print(table)
-    return out
 
 
 if __name__ == "__main__":
