@@ -57,7 +57,6 @@ from fraud_detection.client import predict_with_retry
 from fraud_detection.schema import FEATURE_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
 BACKEND = "replicas"
 #: Every labelled transaction of a run stays in ``/performance``'s window.
 WIDE_WINDOW = {"FRAUD_PERFORMANCE_WINDOW_ROWS": "10000000"}
