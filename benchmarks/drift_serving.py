@@ -517,6 +517,18 @@ def git_commit() -> str:
     return result.stdout.strip() + ("+dirty" if dirty else "") if result.returncode == 0 else "?"
 
 
+def run_header(module: str, argv: list[str] | None, data: str | None) -> dict[str, Any]:
+    """What every results file opens with: machine, date, commit, command and rows."""
+    return {
+        "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
+        f"Python {platform.python_version()}",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "command": " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)]),
+        "rows": f"real ({data})" if data else "synthetic",
+    }
+
+
 def write_results(stem: str, results: dict[str, Any], table: str) -> Path:
     """``benchmarks/results/<stem>.json`` and ``.md``; prints the table."""
     RESULTS.mkdir(exist_ok=True)

@@ -23,11 +23,8 @@ Writes ``benchmarks/results/durability-<name>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -41,10 +38,10 @@ import httpx
 import numpy as np
 import psutil
 
-from benchmarks.drift_serving import git_commit
 from benchmarks.drift_serving import one_row_script
 from benchmarks.drift_serving import paired_cost
 from benchmarks.drift_serving import paired_cost_rows
+from benchmarks.drift_serving import run_header
 from benchmarks.drift_serving import start
 from benchmarks.drift_serving import write_results
 from benchmarks.peers.measure import run_wrk
@@ -344,13 +341,8 @@ def main(argv: list[str] | None = None) -> Path:
     stages = args.stages.split(",")
     rows = load_rows(args.data, 20_000, seed=13)
     results: dict[str, Any] = {
-        "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
-        f"Python {platform.python_version()}",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
-        "command": "python -m benchmarks.durability " + " ".join(argv or sys.argv[1:]),
+        **run_header("benchmarks.durability", argv, args.data),
         "model": served_model(),
-        "rows": f"real ({args.data})" if args.data else "synthetic",
     }
     journal = {"FRAUD_SCORE_LOG_DURABILITY": "journal"}
     asynchronous = {"FRAUD_SCORE_LOG_DURABILITY": "async"}

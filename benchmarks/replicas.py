@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import io
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -48,7 +46,7 @@ import httpx
 import pandas as pd
 import psycopg
 
-from benchmarks.drift_serving import git_commit
+from benchmarks.drift_serving import run_header
 from benchmarks.drift_serving import write_results
 from benchmarks.postgres_server import PostgresServer
 from benchmarks.server_process import ServerProcess
@@ -629,14 +627,7 @@ def main(argv: list[str] | None = None) -> Path:
     home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))  # BentoML's default
     frame = transactions(args.data, 20_000, seed=7)
     results: dict[str, Any] = {
-        "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
-        f"Python {platform.python_version()}",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
-        "command": " ".join(
-            ["python -m benchmarks.replicas", *(sys.argv[1:] if argv is None else argv)]
-        ),
-        "rows": f"real ({args.data})" if args.data else "synthetic",
+        **run_header("benchmarks.replicas", argv, args.data),
         "durability": args.durability,
     }
     env = {"FRAUD_DRAIN_SECONDS": str(args.drain_seconds)}

@@ -51,7 +51,6 @@ from fraud_detection.score_log.writer import row_values
 
 logger = logging.getLogger(__name__)
 
-DURABILITY_MODES = ("async", "journal", "commit")
 #: Most journal bytes read at once (a backlog from a long database outage is read in parts).
 MAX_READ_BYTES = 16 << 20
 
@@ -186,11 +185,6 @@ class DurableScoreLogWriter(ScoreLogWriter):
         self._queue = PendingScores()
         self._updates = []
         self._pending = 0
-
-    def _drop(self, n: int) -> None:
-        self.stats.dropped_rows += n
-        if self._counters is not None:
-            self._counters.dropped.inc(n)
 
     # --- writer thread ------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ def _frame(payload: bytes) -> bytes:
 class DecodedRecords:
     """Records read back: score rows as columns, and challenger scores to apply after them."""
 
-    scores: ScoreColumns = field(default_factory=lambda: ScoreColumns(*([] for _ in range(8))))
+    scores: ScoreColumns = field(default_factory=lambda: ScoreColumns.of_rows([]))
     #: (challenger_id, challenger_probability, transaction_id, scored_at) per shadow-scored row
     challenger_updates: list[tuple[int, float, str, float]] = field(default_factory=list)
     corrupt_bytes: int = 0

@@ -215,13 +215,17 @@ class ScoreLogWriter:
         n = len(batch.transaction_ids)
         with self._lock:
             if self._pending + n > self.max_pending_rows:
-                self.stats.dropped_rows += n
-                if self._counters is not None:
-                    self._counters.dropped.inc(n)
+                self._drop(n)
                 return None
             self._queue.add(batch)
             self._pending += n
         return None
+
+    def _drop(self, n: int) -> None:
+        """Count `n` rows that will never reach the database."""
+        self.stats.dropped_rows += n
+        if self._counters is not None:
+            self._counters.dropped.inc(n)
 
     def _take(self) -> PendingScores:
         with self._lock:
