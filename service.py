@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -36,8 +35,6 @@ from fraud_detection.api_models import transaction_ids
 from fraud_detection.api_models import transactions_to_array
 from fraud_detection.batching import QueueTimeoutError
 from fraud_detection.batching import ZeroDelayBatcher
-from fraud_detection.catalog import resolve_model
-from fraud_detection.catalog import training_command
 from fraud_detection.console import ConsoleLimits
 from fraud_detection.console import ConsoleRoutes
 from fraud_detection.console import console_app
@@ -61,8 +58,6 @@ from fraud_detection.http_guards import OpenAPICorrection
 from fraud_detection.http_guards import RetryAfterOn503
 from fraud_detection.http_guards import correct_openapi
 from fraud_detection.http_guards import install_request_timeout
-from fraud_detection.model_files import CHECKSUMS_KEY
-from fraud_detection.model_files import verify_checksums
 from fraud_detection.model_info import model_info_app
 from fraud_detection.performance.metrics import PerformanceMonitor
 from fraud_detection.performance.metrics import performance_metrics
@@ -88,30 +83,13 @@ from fraud_detection.score_log.durable_writer import journal_folder
 from fraud_detection.score_log.writer import ScoreLogWriter
 from fraud_detection.scorer import OnnxScorer
 from fraud_detection.settings import ServingSettings
+from fraud_detection.stored_models import stored_model
 
 if TYPE_CHECKING:
     from fraud_detection.drift.detector import DriftDetector
 
 logger = logging.getLogger(__name__)
 settings = ServingSettings.from_env()
-
-
-def stored_model(tag: str) -> bentoml.models.BentoModel:
-    """The model `tag` from the store, its files checked (at start-up, not at a request)."""
-    model = bentoml.models.BentoModel(tag)
-    kind = resolve_model(tag)[0]
-    if model.stored is None:
-        raise bentoml.exceptions.NotFound(
-            f"Model {tag} is not in the BentoML model store under "
-            f"BENTOML_HOME={os.environ.get('BENTOML_HOME', '~/bentoml')}. "
-            f"Create it with: {training_command(kind)}"
-        )
-    verify_checksums(
-        model.stored.path,
-        model.stored.info.metadata.get(CHECKSUMS_KEY),
-        f"{model.stored.tag} (retrain: {training_command(kind)})",
-    )
-    return model
 
 
 fraud_model = stored_model(settings.model_tag)

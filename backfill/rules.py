@@ -1,0 +1,111 @@
+"""The schema's rules, applied to a whole Arrow batch at once.
+
+The same rules as ``POST /predict`` (`fraud_detection.api_models`): every feature a finite
+number within ±1e9, `Time` and `Amount` at least 0, no text that is not a number. A row that
+breaks one is not scored: it leaves with the first column it breaks and why, for ``rejects/``.
+Columns come typed (Parquet) or as text (CSV: Spark reads every field as a string, so text that
+is not a number stays visible instead of becoming null).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fraud_detection.api_models import FEATURE_LIMIT
+from fraud_detection.routing.transaction_ids import TRANSACTION_ID_PATTERN
+from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.schema import NON_NEGATIVE_FEATURES
+
+MISSING = "missing"
+NOT_A_NUMBER = "not a number"
+NOT_FINITE = "not finite"
+OUT_OF_RANGE = f"beyond ±{FEATURE_LIMIT:.0e}"
+NEGATIVE = "negative"
+BAD_LABEL = "not 0 or 1"
+BAD_ID = "not 1 to 64 visible ASCII characters"
+NOT_A_DATE = "not a date"
+_NAN_TEXT = frozenset({"nan", "+nan", "-nan"})
+
+
+class RowProblems:
+    """The first rule each row of a batch breaks: its column and reason (None where none)."""
+
+    def __init__(self, n: int) -> None:
+        self.broken = np.zeros(n, dtype=bool)
+        self.column = np.full(n, None, dtype=object)
+        self.reason = np.full(n, None, dtype=object)
+
+    def report(self, rows: np.ndarray, column: str, reason: str) -> None:
+        """Record `reason` for those of `rows` (a bool mask) that broke nothing yet."""
+        new = rows & ~self.broken
+        if new.any():
+            self.column[new] = column
+            self.reason[new] = reason
+            self.broken |= new
+
+
+def _as_float(values: pa.Array, name: str, problems: RowProblems) -> np.ndarray:
+    """Float64 values of one column (NaN where null or not a number), nulls reported."""
+    null = values.is_null().to_numpy(zero_copy_only=False)
+    problems.report(null, name, MISSING)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        text = pc.utf8_trim_whitespace(values)
+        parsed = pd.to_numeric(pd.Series(text.to_pandas()), errors="coerce").to_numpy(
+            dtype=np.float64
+        )
+        unread = np.isnan(parsed) & ~null
+        if unread.any():
+            lowered = np.array(
+                [str(t).lower() in _NAN_TEXT for t in text.filter(pa.array(unread)).to_pylist()]
+            )
+            unread[np.flatnonzero(unread)[lowered]] = False
+        problems.report(unread, name, NOT_A_NUMBER)
+        return parsed
+    return values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+
+
+def check_features(batch: pa.RecordBatch) -> tuple[np.ndarray, RowProblems]:
+    """The ``(n, 30)`` float64 features of `batch` (NaN where unreadable) and what rows broke."""
+    problems = RowProblems(batch.num_rows)
+    features = np.empty((batch.num_rows, len(FEATURE_NAMES)), dtype=np.float64)
+    for j, name in enumerate(FEATURE_NAMES):
+        x = _as_float(batch.column(name), name, problems)
+        features[:, j] = x
+        finite = np.isfinite(x)
+        # Null and unreadable values were reported above; what is left is NaN or infinity.
+        problems.report(~finite, name, NOT_FINITE)
+        with np.errstate(invalid="ignore"):
+            problems.report(finite & (np.abs(x) > FEATURE_LIMIT), name, OUT_OF_RANGE)
+            if name in NON_NEGATIVE_FEATURES:
+                problems.report(finite & (x < 0), name, NEGATIVE)
+    return features, problems
+
+
+def check_label(values: pa.Array, name: str, problems: RowProblems) -> np.ndarray:
+    """Labels as int8 (-1 where absent); a value other than 0 or 1 breaks the row."""
+    null = values.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        labels = pd.to_numeric(pd.Series(values.to_pandas()), errors="coerce").to_numpy(
+            dtype=np.float64
+        )
+    else:
+        labels = values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    bad = ~null & (labels != 0) & (labels != 1)  # NaN (unreadable) compares unequal too
+    problems.report(bad, name, BAD_LABEL)
+    return np.where(null | bad, -1, labels).astype(np.int8)
+
+
+def check_transaction_ids(values: pa.Array, name: str, problems: RowProblems) -> pa.Array:
+    """Ids as text; an id that `POST /predict` would refuse breaks the row (null is allowed)."""
+    text = values if pa.types.is_string(values.type) else values.cast(pa.string())
+    ok = pc.match_substring_regex(text, TRANSACTION_ID_PATTERN).fill_null(True)
+    problems.report(~ok.to_numpy(zero_copy_only=False), name, BAD_ID)
+    return text
+
+
+def check_dates(values: pa.Array, name: str, problems: RowProblems) -> None:
+    """A row whose date column is null (missing, or text Spark could not read as a date)."""
+    problems.report(values.is_null().to_numpy(zero_copy_only=False), name, NOT_A_DATE)
