@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Fraud prevalence of production traffic: the full ULB dataset's 492 frauds among 284,807
+#: transactions (0.172%). Labelled samples are reweighted to it before AUPRC is compared.
+PRODUCTION_FRAUD_RATE = 492 / 284_807
+
 
 def genuine_weight(labels: np.ndarray, fraud_rate: float | None) -> float:
     """Weight of each genuine row that makes fraud prevalence `fraud_rate` (1.0 when None)."""

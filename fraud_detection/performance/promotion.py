@@ -3,8 +3,11 @@
 ``python -m fraud_detection.performance.promotion`` reads the score log (FRAUD_DB_URL or the
 SQLite file under FRAUD_MONITOR_LOG_PATH), finds the champion and challenger of the newest
 scores, and compares them on the same labelled transactions: the ones the challenger scored
-(shadow or canary) and the champion answered. It prints both models' AUPRC, precision, recall
-and expected cost there, with bootstrap intervals for the differences.
+(shadow or canary) and the champion answered. With ``--evidence`` it reads the comparison a
+backfill of labelled rows made instead (its ``summary.json``), and no database. Either way
+`fraud_detection.performance.evidence` computes it: both models' AUPRC at the production
+fraud rate, recall at 1% FPR, precision, recall and expected cost at their cards'
+thresholds, with paired bootstrap intervals for the differences.
 
 Promotion is a deployment change, not a rebuild: the image holds both models (built with
 FRAUD_CHALLENGER set), and the command swaps FRAUD_MODEL and FRAUD_CHALLENGER, so the old
@@ -16,50 +19,30 @@ refuses a challenger that is not better on AUPRC and cost unless ``--force``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from fraud_detection.catalog import CARD_FILE
 from fraud_detection.model_card import ModelCard
-from fraud_detection.performance.config import PerformanceConfig
+from fraud_detection.performance.evidence import Evidence
+from fraud_detection.performance.evidence import PairedScores
+from fraud_detection.performance.evidence import paired_evidence
 from fraud_detection.performance.online import DAY_S
 from fraud_detection.performance.online import JudgedModel
-from fraud_detection.performance.online import judge
 from fraud_detection.performance.online import paired_rows
 from fraud_detection.score_log.database import LabelledScore
 from fraud_detection.score_log.database import open_database
 from fraud_detection.settings import ServingSettings
 
 TARGETS = ("cloudrun", "gke", "env")
-
-
-Difference = tuple[float, float, float]  # challenger - champion, 95% interval low, high
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Both models judged on the same labelled transactions, with paired intervals."""
-
-    champion: dict[str, Any]
-    challenger: dict[str, Any]
-    auprc_difference: Difference | None
-    cost_difference: Difference | None
-
-    @property
-    def challenger_wins(self) -> bool:
-        """Higher AUPRC with an interval above zero, and no higher expected cost."""
-        if self.auprc_difference is None or self.cost_difference is None:
-            return False
-        return self.auprc_difference[1] > 0 and self.cost_difference[0] <= 0
+#: What a backfill writes in its output folder; ``["evidence"]`` is `Evidence.to_dict()`.
+SUMMARY_FILE = "summary.json"
 
 
 def current_pair(rows: Sequence[LabelledScore]) -> tuple[str, str]:
@@ -74,45 +57,6 @@ def current_pair(rows: Sequence[LabelledScore]) -> tuple[str, str]:
     )
 
 
-def bootstrap_differences(
-    rows: Sequence[LabelledScore],
-    champion: JudgedModel,
-    challenger: JudgedModel,
-    keys: Sequence[str],
-    rounds: int,
-    seed: int,
-) -> dict[str, Difference | None]:
-    """Challenger minus champion on each of `keys`, with 95% stratified row-bootstrap
-    intervals from the same resamples (None where the metric is undefined on `rows`)."""
-    config = PerformanceConfig(recall_alert_min_frauds=0)
-
-    def differences(sample: Sequence[LabelledScore]) -> dict[str, float | None]:
-        a, b = judge(champion, sample, config), judge(challenger, sample, config)
-        return {k: None if a[k] is None or b[k] is None else b[k] - a[k] for k in keys}
-
-    points = differences(rows)
-    rng = np.random.default_rng(seed)
-    labels = np.array([r.label for r in rows])
-    frauds, genuine = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    draws: dict[str, list[float]] = {k: [] for k in keys}
-    for _ in range(rounds):
-        picked = np.concatenate(
-            [rng.choice(frauds, len(frauds)), rng.choice(genuine, len(genuine))]
-        )
-        for k, d in differences([rows[i] for i in picked]).items():
-            if d is not None:
-                draws[k].append(d)
-    result: dict[str, Difference | None] = {}
-    for k in keys:
-        point = points[k]
-        if point is None:
-            result[k] = None
-            continue
-        lo, hi = np.quantile(draws[k], [0.025, 0.975])
-        result[k] = (point, float(lo), float(hi))
-    return result
-
-
 def gather_evidence(
     rows: Sequence[LabelledScore],
     champion: JudgedModel,
@@ -121,16 +65,43 @@ def gather_evidence(
     seed: int = 0,
 ) -> Evidence:
     """`Evidence` on those of `rows` (labelled scores) that both models scored."""
-    both = paired_rows(champion, challenger, rows)
-    config = PerformanceConfig()
-    cost = "expected_cost_per_transaction"
-    intervals = bootstrap_differences(both, champion, challenger, ("auprc", cost), rounds, seed)
-    return Evidence(
-        champion=judge(champion, both, config),
-        challenger=judge(challenger, both, config),
-        auprc_difference=intervals["auprc"],
-        cost_difference=intervals[cost],
-    )
+    scores = PairedScores.of_rows(paired_rows(champion, challenger, rows))
+    return paired_evidence(scores, champion, challenger, rounds=rounds, seed=seed)
+
+
+def read_evidence(path: Path) -> Evidence:
+    """The evidence of a backfill: ``summary["evidence"]`` of its ``summary.json`` (`path`,
+    or the backfill's output folder holding it)."""
+    file = path / SUMMARY_FILE if path.is_dir() else path
+    try:
+        summary = json.loads(file.read_text())
+        return Evidence.from_dict(summary["evidence"])
+    except FileNotFoundError as e:
+        raise SystemExit(f"No backfill summary at {file}") from e
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise SystemExit(
+            f"{file} holds no promotion evidence (summary['evidence'], written by a backfill "
+            f"of labelled rows): {e}"
+        ) from e
+
+
+def check_cards(evidence: Evidence) -> None:
+    """Refuse evidence judged at another threshold or cost rule than the stored cards say."""
+    from bentoml.exceptions import NotFound
+
+    for role in ("champion", "challenger"):
+        entry = getattr(evidence, role)
+        try:
+            card = judged(role, entry["model"])
+        except NotFound as e:
+            raise SystemExit(f"The evidence's {role} is not in the model store: {e}") from e
+        judged_as = (entry.get("threshold"), entry.get("cost_rule"))
+        if judged_as != (card.threshold, card.cost_rule.describe()):
+            raise SystemExit(
+                f"The evidence judged {role} {entry['model']} at threshold {judged_as[0]} with "
+                f"costs {judged_as[1]}, but its card says {card.threshold} with "
+                f"{card.cost_rule.describe()}: rerun the backfill"
+            )
 
 
 def swap_command(
@@ -144,36 +115,6 @@ def swap_command(
     if target == "gke":
         return ["kubectl", "set", "env", f"deployment/{service}", *env.split(",")]
     return ["env", *env.split(",")]
-
-
-def report(evidence: Evidence, champion: str, challenger: str) -> str:
-    """The evidence as a table a reviewer reads before promoting."""
-
-    def cell(x: float | None) -> str:
-        return "n/a" if x is None else f"{x:.4f}"
-
-    def interval(d: tuple[float, float, float] | None) -> str:
-        return (
-            "n/a (both classes needed)" if d is None else f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]"
-        )
-
-    a, b = evidence.champion, evidence.challenger
-    names = {"champion": f"champion {champion}", "challenger": f"challenger {challenger}"}
-    width = max(map(len, names.values())) + 2
-    lines = [
-        f"Same {a['labelled']} labelled transactions ({a['frauds']} frauds), scored by both:",
-        f"{'':{width}}{'AUPRC':>9}{'precision':>11}{'recall':>9}{'cost/tx':>10}",
-    ]
-    for role, m in (("champion", a), ("challenger", b)):
-        lines.append(
-            f"{names[role]:{width}}{cell(m['auprc']):>9}{cell(m['precision']):>11}"
-            f"{cell(m['recall']):>9}{cell(m['expected_cost_per_transaction']):>10}"
-        )
-    lines += [
-        f"AUPRC, challenger - champion [95% bootstrap]: {interval(evidence.auprc_difference)}",
-        f"cost per transaction, challenger - champion: {interval(evidence.cost_difference)}",
-    ]
-    return "\n".join(lines)
 
 
 def judged(role: str, tag: str) -> JudgedModel:
@@ -198,22 +139,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--region", default=os.environ.get("GCP_REGION", "us-central1"))
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap rounds")
+    parser.add_argument(
+        "--evidence",
+        type=Path,
+        help="a backfill's summary.json (or its output folder): judge on its labelled rows "
+        "instead of the score log",
+    )
     parser.add_argument("--apply", action="store_true", help="run the command, not only print it")
     parser.add_argument("--force", action="store_true", help="promote even if not better")
     args = parser.parse_args(argv)
 
-    since = time.time() - args.days * DAY_S
-    rows = open_database(args.db_url).labelled_scores(since, limit=10**9)  # read once
-    champion_tag, challenger_tag = current_pair(rows)
-    champion = judged("champion", champion_tag)
-    challenger = judged("challenger", challenger_tag)
-    evidence = gather_evidence(rows, champion, challenger, rounds=args.rounds)
-    print(report(evidence, champion_tag, challenger_tag))
+    if args.evidence is not None:
+        evidence = read_evidence(args.evidence)
+        check_cards(evidence)
+    else:
+        since = time.time() - args.days * DAY_S
+        rows = open_database(args.db_url).labelled_scores(since, limit=10**9)  # read once
+        champion_tag, challenger_tag = current_pair(rows)
+        champion = judged("champion", champion_tag)
+        challenger = judged("challenger", challenger_tag)
+        evidence = gather_evidence(rows, champion, challenger, rounds=args.rounds)
+    champion_tag, challenger_tag = evidence.champion["model"], evidence.challenger["model"]
+    print(evidence.report())
     command = swap_command(args.target, champion_tag, challenger_tag, args.service, args.region)
     if not evidence.challenger_wins and not args.force:
         print(
-            "\nNot promoting: the challenger's AUPRC gain is not clearly above zero, or it "
-            "costs more (--force overrides).\nThe promotion would be: " + shlex.join(command)
+            "\nNot promoting: the challenger's AUPRC gain (at the base rate) is not clearly "
+            "above zero, or it costs more (--force overrides).\nThe promotion would be: "
+            + shlex.join(command)
         )
         return 1
     print("\nPromotion: " + shlex.join(command))
