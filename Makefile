@@ -11,13 +11,13 @@ export WANDB_MODE ?= offline
 .PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas promote bench-explain bench-gpu bench-peers quality audit clean-models
+	backfill bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas promote bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model); `make serve`
 # installs train only (the quickstart needs no test or docs tools), `make test` adds dev. Each
 # set of extras leaves a stamp; a newer stamp with those extras (or more) skips the install.
-EXTRAS ?= train,dev
+EXTRAS ?= train,dev,backfill
 comma := ,
 install:
 	@want="$(subst $(comma), ,$(EXTRAS))"; \
@@ -78,6 +78,22 @@ REGISTRY := $(GCP_REGION)-docker.pkg.dev/$(GCP_PROJECT)/$(AR_REPO)
 IMAGE ?= $(REGISTRY)/fraud-detector:latest
 IMAGE_GPU ?= $(REGISTRY)/fraud-detector-gpu:latest
 FILL_PLACEHOLDERS := sed -e 's|REGION-docker.pkg.dev/PROJECT_ID/fraud|$(REGISTRY)|'
+# The Spark backfill on Dataproc Serverless (docs/backfill-dataproc.md): the models it runs
+# (a kind or a store tag), baked into BACKFILL_IMAGE; runtime 3.0 is Spark 4.0 (Java 21).
+MODEL ?= mlp
+CHALLENGER ?=
+DATE_COLUMN ?=
+INPUT ?=
+OUTPUT ?=
+BACKFILL_IMAGE ?= fraud-backfill:local
+BACKFILL_REMOTE_IMAGE ?= $(REGISTRY)/fraud-backfill
+DATAPROC_VERSION ?= 3.0
+DATAPROC_DEPS_BUCKET ?= gs://$(GCP_PROJECT)-dataproc-deps
+# The batch's service account (Dataproc Worker, reads the image, the input and writes the
+# output); optional: --subnet (else the region's `default`) and Spark properties (a,b,...).
+DATAPROC_SERVICE_ACCOUNT ?= fraud-backfill@$(GCP_PROJECT).iam.gserviceaccount.com
+DATAPROC_SUBNET ?=
+DATAPROC_PROPERTIES ?=
 
 # --- Container images ------------------------------------------------------------------------
 # `bentoml containerize` with the docker backend and BuildKit off: BentoML's BuildKit Dockerfile
@@ -112,7 +128,7 @@ container-gpu: bento-gpu
 
 # Builds and runs the images as Cloud Run and GKE run them (tests/test_container.py).
 container-test: install
-	$(BIN)/pytest -m container tests/test_container.py
+	$(BIN)/pytest -m container tests/test_container.py tests/test_backfill_image.py
 
 deploy-cloudrun: container
 	docker tag $(CONTAINER_TAG) $(IMAGE)
@@ -135,6 +151,59 @@ deploy-gke-gpu: container-gpu
 	docker tag $(CONTAINER_GPU_TAG) $(IMAGE_GPU)
 	docker push $(IMAGE_GPU)
 	kubectl kustomize deploy/gke/overlays/gpu | $(FILL_PLACEHOLDERS) | kubectl apply -f -
+
+# The backfill's image for Dataproc Serverless (deploy/dataproc/Dockerfile) on the Debian base:
+# the project without pyspark (Dataproc mounts Spark), and a model store holding MODEL and
+# CHALLENGER, exported from BENTOML_HOME after their checksums are verified. The virtualenv
+# is pinned to this .venv's versions (constraints.txt). Checked by tests/test_backfill_image.py.
+.PHONY: backfill-image backfill-dataproc
+# The exact store tag of a kind or tag, its files checked (the driver checks them again).
+BACKFILL_STORED_TAG := import sys; from fraud_detection.catalog import resolve_model; \
+	from fraud_detection.stored_models import stored_model; \
+	print(stored_model(resolve_model(sys.argv[1])[1]).stored.tag)
+backfill-image: install
+	@set -euo pipefail; base="$(or $(BASE_IMAGE),$(LOCAL_BASE_IMAGE))"; \
+	if [ "$$base" = "$(LOCAL_BASE_IMAGE)" ] && ! docker image inspect "$$base" > /dev/null 2>&1; \
+	then $(MAKE) --no-print-directory base-image; fi; \
+	context="$$(mktemp -d)"; trap 'rm -rf "$$context"' EXIT; mkdir "$$context/models"; \
+	for model in $(MODEL) $(CHALLENGER); do \
+	  tag=$$($(BIN)/python -c '$(BACKFILL_STORED_TAG)' "$$model"); \
+	  echo "backfill-image: $$model -> $$tag"; \
+	  $(BIN)/bentoml models export "$$tag" "$$context/models/$${tag/:/-}.bentomodel" > /dev/null; \
+	done; \
+	tar -c --exclude=__pycache__ pyproject.toml README.md fraud_detection backfill \
+	  | tar -x -C "$$context"; \
+	$(BIN)/pip freeze --exclude-editable | grep -E '^[A-Za-z0-9_.-]+==' > "$$context/constraints.txt"; \
+	DOCKER_BUILDKIT=0 docker build --quiet -f deploy/dataproc/Dockerfile \
+	  --build-arg BASE_IMAGE="$$base" -t $(BACKFILL_IMAGE) "$$context" > /dev/null; \
+	docker image inspect $(BACKFILL_IMAGE) --format "$(BACKFILL_IMAGE): {{.Size}} bytes"
+
+# Pushes the image (tagged with its own id, and latest) to Artifact Registry and submits the
+# backfill as a Dataproc Serverless batch; gcloud uploads backfill/dataproc_main.py to the deps
+# bucket. Run `make backfill-image` first, from a base built without BASE_IMAGE_CA_BUNDLE.
+#   make backfill-dataproc INPUT=gs://bucket/transactions/*.parquet OUTPUT=gs://bucket/scores
+backfill-dataproc:
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make backfill-dataproc" \
+	  "INPUT=gs://... OUTPUT=gs://... [MODEL=mlp] [CHALLENGER=distilbert] [DATE_COLUMN=...]"; exit 2; }
+	@set -euo pipefail; \
+	config=$$(docker image inspect $(BACKFILL_IMAGE) --format '{{range .Config.Env}}{{println .}}{{end}}') \
+	  || { echo "No image $(BACKFILL_IMAGE): run make backfill-image first"; exit 2; }; \
+	if grep -q "^PIP_CERT=" <<< "$$config"; then echo "$(BACKFILL_IMAGE) carries this machine's" \
+	  "CA bundle (BASE_IMAGE_CA_BUNDLE): rebuild the base without it before pushing"; exit 2; fi; \
+	id=$$(docker image inspect $(BACKFILL_IMAGE) --format '{{.Id}}'); \
+	image="$(BACKFILL_REMOTE_IMAGE):$${id:7:12}"; \
+	set -x; \
+	docker tag $(BACKFILL_IMAGE) "$$image"; \
+	docker tag $(BACKFILL_IMAGE) $(BACKFILL_REMOTE_IMAGE):latest; \
+	docker push "$$image"; \
+	docker push $(BACKFILL_REMOTE_IMAGE):latest; \
+	gcloud dataproc batches submit pyspark backfill/dataproc_main.py \
+	  --region=$(GCP_REGION) --version=$(DATAPROC_VERSION) --container-image="$$image" \
+	  --deps-bucket=$(DATAPROC_DEPS_BUCKET) --labels=app=fraud-backfill \
+	  --service-account=$(DATAPROC_SERVICE_ACCOUNT) $(if $(DATAPROC_SUBNET),--subnet=$(DATAPROC_SUBNET)) \
+	  $(if $(DATAPROC_PROPERTIES),--properties=$(DATAPROC_PROPERTIES)) \
+	  -- --input "$(INPUT)" --output "$(OUTPUT)" --model $(MODEL) \
+	  $(if $(CHALLENGER),--challenger $(CHALLENGER)) $(if $(DATE_COLUMN),--date-column $(DATE_COLUMN))
 
 training-image:
 	docker build -f deploy/vertex/Dockerfile -t $(REGISTRY)/fraud-training:latest .
@@ -201,10 +270,23 @@ bench-replicas: models
 	$(BIN)/python -m benchmarks.replicas $(if $(DATA),--data $(DATA)) $(REPLICAS_ARGS)
 
 # Promote the challenger: evidence first (same labelled transactions), then the env swap.
-# TARGET=cloudrun|gke|env; APPLY=1 runs the command instead of printing it.
+# TARGET=cloudrun|gke|env; APPLY=1 runs the command instead of printing it;
+# EVIDENCE=<backfill summary.json or its folder> judges on a backfill instead of the score log.
 TARGET ?= env
 promote: install
-	$(BIN)/python -m fraud_detection.performance.promotion --target $(TARGET) $(if $(APPLY),--apply)
+	$(BIN)/python -m fraud_detection.performance.promotion --target $(TARGET) $(if $(APPLY),--apply) $(if $(EVIDENCE),--evidence $(EVIDENCE))
+
+# Re-score stored transactions on Spark with the store's models (docs/backfill.md):
+#   make backfill INPUT=history.parquet OUTPUT=out/backfill [MODEL=mlp] [CHALLENGER=distilbert]
+#        [MASTER=spark://host:7077] [BACKFILL_ARGS="--date-column day --conf k=v"]
+# INPUT is Parquet or CSV (a path, folder or glob); a model named by kind is trained if missing.
+# Spark 4 needs Java 17 (Debian: openjdk-17-jre-headless).
+MODEL ?= mlp
+backfill: MODELS = $(filter mlp distilbert,$(MODEL) $(CHALLENGER))
+backfill: models
+	$(if $(and $(INPUT),$(OUTPUT)),,$(error make backfill needs INPUT=<parquet or csv> OUTPUT=<folder>))
+	$(BIN)/python -m backfill --input "$(INPUT)" --output "$(OUTPUT)" --model $(MODEL) \
+	  $(if $(CHALLENGER),--challenger $(CHALLENGER)) $(if $(MASTER),--master "$(MASTER)") $(BACKFILL_ARGS)
 
 # Our service next to KServe, MLServer, LitServe, Ray Serve and TorchServe serving the same ONNX
 # model behind the same JSON API (wrk + Locust, ~20 min; each peer's venv is built into

@@ -41,8 +41,13 @@ class InputColumns:
     date: str | None  # its values as dates come in DATE_VALUE
 
     def names(self) -> list[str]:
+        """The input columns the job reads."""
         optional = (self.transaction_id, self.label, self.date)
         return [*FEATURE_NAMES, *(c for c in optional if c is not None)]
+
+    def values(self) -> list[str]:
+        """The input columns a reject shows as they came (its id is its transaction_id)."""
+        return [c for c in self.names() if c != self.transaction_id]
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ def rejected_schema(columns: InputColumns) -> pa.Schema:
         pa.field(REJECT_COLUMN, pa.string(), nullable=False),
         pa.field(REJECT_REASON, pa.string(), nullable=False),
     ]
-    fields += [pa.field(c, pa.string()) for c in columns.names()]
+    fields += [pa.field(c, pa.string()) for c in columns.values()]
     return pa.schema(fields)
 
 
@@ -170,7 +175,7 @@ def rejected_batches(
             pa.array(checked.problems.column[rows], pa.string()),
             pa.array(checked.problems.reason[rows], pa.string()),
         ]
-        for name in columns.names():
+        for name in columns.values():
             values = batch.column(name).filter(mask)
             arrays.append(values if pa.types.is_string(values.type) else values.cast(pa.string()))
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
