@@ -246,31 +246,35 @@ def _run(
 
         input_rows = frame.count()
         logger.info("%d input rows (%.1f s)", input_rows, time.time() - ready)
+        seen_rejects = spark.sparkContext.accumulator(0)
         scored = frame.mapInArrow(
-            partial(scored_batches, plan=plan), _spark_schema(scored_schema(columns))
+            partial(scored_batches, plan=plan, rejected=seen_rejects),
+            _spark_schema(scored_schema(columns)),
         )
         _tag_columns(scored, plan, scored_at).write.partitionBy(partition).parquet(
             staged.part(SCORES)
         )
         logger.info("scores staged (%.1f s)", time.time() - ready)
-        rejected = frame.mapInArrow(
-            partial(rejected_batches, columns=columns), _spark_schema(rejected_schema(columns))
-        )
-        rejected.coalesce(1).write.parquet(staged.part(REJECTS))
-
-        logger.info("rejects staged (%.1f s)", time.time() - ready)
+        if seen_rejects.value:  # a second pass, for the rows that broke a rule only
+            rejected = frame.mapInArrow(
+                partial(rejected_batches, columns=columns),
+                _spark_schema(rejected_schema(columns)),
+            )
+            rejected.coalesce(1).write.parquet(staged.part(REJECTS))
+            logger.info("rejects staged (%.1f s)", time.time() - ready)
         staged_scores = spark.read.parquet(staged.part(SCORES))
-        staged_rejects = spark.read.parquet(staged.part(REJECTS))
-        scored_rows, rejected_rows = staged_scores.count(), staged_rejects.count()
+        scored_rows = staged_scores.count()
+        staged_rejects = spark.read.parquet(staged.part(REJECTS)) if seen_rejects.value else None
+        rejected_rows = 0 if staged_rejects is None else staged_rejects.count()
         if scored_rows + rejected_rows != input_rows:
             raise RuntimeError(  # a defect, not bad input: no row may go unaccounted for
                 f"{input_rows} input rows but {scored_rows} scored + {rejected_rows} rejected; "
                 f"nothing committed (staged in {staged.folder})"
             )
-        reasons = {
-            f"{r[REJECT_COLUMN]}: {r[REJECT_REASON]}": r["count"]
-            for r in staged_rejects.groupBy(REJECT_COLUMN, REJECT_REASON).count().collect()
-        }
+        reasons = {}
+        if staged_rejects is not None:
+            counted = staged_rejects.groupBy(REJECT_COLUMN, REJECT_REASON).count().collect()
+            reasons = {f"{r[REJECT_COLUMN]}: {r[REJECT_REASON]}": r["count"] for r in counted}
         partitions = sorted(
             str(r[0]) for r in staged_scores.select(F.col(partition)).distinct().collect()
         )

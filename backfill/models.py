@@ -20,7 +20,6 @@ from fraud_detection.model_files import CHECKSUMS_KEY
 from fraud_detection.model_files import MODEL_FILES
 from fraud_detection.model_files import verify_checksums
 from fraud_detection.scorer import OnnxScorer
-from fraud_detection.stored_models import stored_model
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
@@ -44,6 +43,9 @@ class ShippedModel:
 
 def ship_model(model: str, context: SparkContext, workdir: Path) -> ShippedModel:
     """Resolve `model` (a kind or a tag) in the store, check it, and add it to the job."""
+    # Here, on the driver, only: importing bentoml would add seconds to each Python worker.
+    from fraud_detection.stored_models import stored_model
+
     kind, tag = resolve_model(model)
     stored = stored_model(tag).stored
     assert stored is not None  # stored_model raised otherwise

@@ -28,6 +28,7 @@ BAD_LABEL = "not 0 or 1"
 BAD_ID = "not 1 to 64 visible ASCII characters"
 NOT_A_DATE = "not a date"
 _NAN_TEXT = frozenset({"nan", "+nan", "-nan"})
+_NON_NEGATIVE = [j for j, name in enumerate(FEATURE_NAMES) if name in NON_NEGATIVE_FEATURES]
 
 
 class RowProblems:
@@ -47,40 +48,54 @@ class RowProblems:
             self.broken |= new
 
 
-def _as_float(values: pa.Array, name: str, problems: RowProblems) -> np.ndarray:
-    """Float64 values of one column (NaN where null or not a number), nulls reported."""
-    null = values.is_null().to_numpy(zero_copy_only=False)
-    problems.report(null, name, MISSING)
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        text = pc.utf8_trim_whitespace(values)
-        parsed = pd.to_numeric(pd.Series(text.to_pandas()), errors="coerce").to_numpy(
-            dtype=np.float64
+def _as_float(values: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Float64 values of one column (NaN where null or not a number), and the masks of its
+    null and of its unreadable values (None where there is none)."""
+    null = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return (
+            values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False),
+            null,
+            None,
         )
-        unread = np.isnan(parsed) & ~null
-        if unread.any():
-            lowered = np.array(
-                [str(t).lower() in _NAN_TEXT for t in text.filter(pa.array(unread)).to_pylist()]
-            )
-            unread[np.flatnonzero(unread)[lowered]] = False
-        problems.report(unread, name, NOT_A_NUMBER)
-        return parsed
-    return values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    text = pc.utf8_trim_whitespace(values)
+    parsed = pd.to_numeric(pd.Series(text.to_pandas()), errors="coerce").to_numpy(np.float64)
+    unread = np.isnan(parsed) if null is None else np.isnan(parsed) & ~null
+    if unread.any():  # NaN written as text is a number, only not a finite one
+        nan_text = [str(t).lower() in _NAN_TEXT for t in text.filter(pa.array(unread)).to_pylist()]
+        unread[np.flatnonzero(unread)[np.array(nan_text)]] = False
+    return parsed, null, unread if unread.any() else None
 
 
 def check_features(batch: pa.RecordBatch) -> tuple[np.ndarray, RowProblems]:
-    """The ``(n, 30)`` float64 features of `batch` (NaN where unreadable) and what rows broke."""
-    problems = RowProblems(batch.num_rows)
-    features = np.empty((batch.num_rows, len(FEATURE_NAMES)), dtype=np.float64)
+    """The ``(n, 30)`` float64 features of `batch` (NaN where unreadable) and what rows broke.
+
+    The array is column-major (each column contiguous, as it is filled and hashed)."""
+    n = batch.num_rows
+    problems = RowProblems(n)
+    features = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64, order="F")
+    unusable: dict[int, tuple[np.ndarray | None, np.ndarray | None]] = {}
     for j, name in enumerate(FEATURE_NAMES):
-        x = _as_float(batch.column(name), name, problems)
-        features[:, j] = x
-        finite = np.isfinite(x)
-        # Null and unreadable values were reported above; what is left is NaN or infinity.
-        problems.report(~finite, name, NOT_FINITE)
-        with np.errstate(invalid="ignore"):
-            problems.report(finite & (np.abs(x) > FEATURE_LIMIT), name, OUT_OF_RANGE)
-            if name in NON_NEGATIVE_FEATURES:
-                problems.report(finite & (x < 0), name, NEGATIVE)
+        features[:, j], null, unread = _as_float(batch.column(name))
+        if null is not None or unread is not None:
+            unusable[j] = (null, unread)
+    with np.errstate(invalid="ignore"):
+        in_range = np.abs(features) <= FEATURE_LIMIT  # False for NaN and infinity too
+        negative = features[:, _NON_NEGATIVE] < 0
+    if not unusable and in_range.all() and not negative.any():
+        return features, problems  # the usual batch: one pass over the array, no reasons
+    # Some row breaks a rule: name the first one per row, in schema order.
+    for j, name in enumerate(FEATURE_NAMES):
+        null, unread = unusable.get(j, (None, None))
+        if null is not None:
+            problems.report(null, name, MISSING)
+        if unread is not None:
+            problems.report(unread, name, NOT_A_NUMBER)
+        x = features[:, j]
+        problems.report(~np.isfinite(x), name, NOT_FINITE)
+        problems.report(~in_range[:, j], name, OUT_OF_RANGE)  # finite ones: the others are done
+        if name in NON_NEGATIVE_FEATURES:
+            problems.report(negative[:, _NON_NEGATIVE.index(j)], name, NEGATIVE)
     return features, problems
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,9 @@ from backfill.rules import check_features
 from backfill.rules import check_label
 from backfill.rules import check_transaction_ids
 from fraud_detection.schema import FEATURE_NAMES
+
+if TYPE_CHECKING:
+    from pyspark.accumulators import Accumulator
 
 #: The date column a scored row is partitioned by when the input names none.
 SCORE_DATE = "score_date"
@@ -94,11 +98,12 @@ class _Checked:
 
     def ids(self, rows: np.ndarray) -> pa.Array:
         """Ids of `rows` (a mask): the input's where given, else derived from the features."""
-        mask = pa.array(rows)
-        derived = row_ids(self.features[rows])  # only the rows that leave by this way
+        every = bool(rows.all())
+        derived = row_ids(self.features if every else self.features[rows])  # only these rows
         if self.given_ids is None:
             return derived
-        return pc.coalesce(self.given_ids.filter(mask), derived)
+        given = self.given_ids if every else self.given_ids.filter(pa.array(rows))
+        return pc.coalesce(given, derived)
 
 
 def _check(batch: pa.RecordBatch, columns: InputColumns) -> _Checked:
@@ -123,9 +128,10 @@ def _task_cpus() -> int:
 
 
 def scored_batches(
-    batches: Iterator[pa.RecordBatch], plan: ScoringPlan
+    batches: Iterator[pa.RecordBatch], plan: ScoringPlan, rejected: Accumulator | None = None
 ) -> Iterator[pa.RecordBatch]:
-    """The valid rows of each batch, scored by the champion (and the challenger)."""
+    """The valid rows of each batch, scored by the champion (and the challenger); `rejected`
+    counts the others (the job looks for them only when there are some)."""
     threads = _task_cpus()
     champion = executor_scorer(plan.champion, threads)
     challenger = None if plan.challenger is None else executor_scorer(plan.challenger, threads)
@@ -134,14 +140,16 @@ def scored_batches(
     for batch in batches:
         checked = _check(batch, plan.columns)
         keep = ~checked.problems.broken
-        mask = pa.array(keep)
-        features = checked.features[keep]
-        p = champion.predict_proba(features.astype(np.float32)).astype(np.float64)
+        every = bool(keep.all())
+        if not every and rejected is not None:
+            rejected.add(int((~keep).sum()))
+        features = checked.features if every else checked.features[keep]
+        rows = np.ascontiguousarray(features, dtype=np.float32)
+        p = champion.predict_proba(rows).astype(np.float64)
         if challenger is None:
-            cp = pa.nulls(len(p), pa.float64())
-            cf = pa.nulls(len(p), pa.bool_())
+            cp, cf = pa.nulls(len(p), pa.float64()), pa.nulls(len(p), pa.bool_())
         else:
-            q = challenger.predict_proba(features.astype(np.float32)).astype(np.float64)
+            q = challenger.predict_proba(rows).astype(np.float64)
             cp, cf = pa.array(q), pa.array(q >= challenger.threshold)
         arrays = [
             checked.ids(keep),
@@ -152,10 +160,11 @@ def scored_batches(
             pa.array(features[:, amount]),
         ]
         if checked.labels is not None:
-            labels = checked.labels[keep].astype(np.int32)
+            labels = (checked.labels if every else checked.labels[keep]).astype(np.int32)
             arrays.append(pa.array(labels, mask=labels < 0))
         if plan.columns.date is not None:
-            arrays.append(batch.column(DATE_VALUE).filter(mask))
+            dates = batch.column(DATE_VALUE)
+            arrays.append(dates if every else dates.filter(pa.array(keep)))
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
