@@ -196,6 +196,13 @@ def _tag_columns(frame: DataFrame, plan: ScoringPlan, scored_at: dt.datetime) ->
     )  # fmt: skip
 
 
+def _read_staged(spark: SparkSession, files: HadoopFiles, folder: str) -> DataFrame | None:
+    """The Parquet files Spark staged in `folder`, or None where it wrote none (no row)."""
+    if not any(f.endswith(".parquet") for f in files.files(folder)):
+        return None
+    return spark.read.parquet(folder)
+
+
 def _describe(model: ShippedModel | None) -> dict[str, Any] | None:
     if model is None:
         return None
@@ -245,6 +252,8 @@ def _run(
         staged = StagedRun(output, key, run_id)
 
         input_rows = frame.count()
+        if input_rows == 0:
+            raise BackfillError(f"--input {backfill.input} has no rows")
         logger.info("%d input rows (%.1f s)", input_rows, time.time() - ready)
         seen_rejects = spark.sparkContext.accumulator(0)
         scored = frame.mapInArrow(
@@ -262,9 +271,9 @@ def _run(
             )
             rejected.coalesce(1).write.parquet(staged.part(REJECTS))
             logger.info("rejects staged (%.1f s)", time.time() - ready)
-        staged_scores = spark.read.parquet(staged.part(SCORES))
-        scored_rows = staged_scores.count()
-        staged_rejects = spark.read.parquet(staged.part(REJECTS)) if seen_rejects.value else None
+        staged_scores = _read_staged(spark, files, staged.part(SCORES))
+        staged_rejects = _read_staged(spark, files, staged.part(REJECTS))
+        scored_rows = 0 if staged_scores is None else staged_scores.count()
         rejected_rows = 0 if staged_rejects is None else staged_rejects.count()
         if scored_rows + rejected_rows != input_rows:
             raise RuntimeError(  # a defect, not bad input: no row may go unaccounted for
@@ -275,11 +284,15 @@ def _run(
         if staged_rejects is not None:
             counted = staged_rejects.groupBy(REJECT_COLUMN, REJECT_REASON).count().collect()
             reasons = {f"{r[REJECT_COLUMN]}: {r[REJECT_REASON]}": r["count"] for r in counted}
-        partitions = sorted(
-            str(r[0]) for r in staged_scores.select(F.col(partition)).distinct().collect()
+        partitions = (
+            []
+            if staged_scores is None
+            else sorted(
+                str(r[0]) for r in staged_scores.select(F.col(partition)).distinct().collect()
+            )
         )
         evidence = None
-        if columns.label is not None:
+        if columns.label is not None and staged_scores is not None:
             evidence = promotion_evidence(
                 staged_scores, columns.label, champion, challenger, backfill.bootstrap_rounds
             )

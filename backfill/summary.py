@@ -36,6 +36,8 @@ def promotion_evidence(
     columns = {c: table.column(c).to_numpy() for c in wanted}
     labels = columns[label].astype(np.int64)
     summary: dict[str, Any] = {"labelled_rows": len(labels), "labelled_frauds": int(labels.sum())}
+    if not len(labels):
+        return summary
     champion_judged = judged("champion", champion.tag)
     if challenger is None:
         from fraud_detection.performance.evidence import model_metrics
