@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 .PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	backfill bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas promote bench-explain bench-gpu bench-peers quality audit clean-models
+	backfill bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas bench-backfill promote bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model); `make serve`
@@ -78,7 +78,7 @@ REGISTRY := $(GCP_REGION)-docker.pkg.dev/$(GCP_PROJECT)/$(AR_REPO)
 IMAGE ?= $(REGISTRY)/fraud-detector:latest
 IMAGE_GPU ?= $(REGISTRY)/fraud-detector-gpu:latest
 FILL_PLACEHOLDERS := sed -e 's|REGION-docker.pkg.dev/PROJECT_ID/fraud|$(REGISTRY)|'
-# The Spark backfill on Dataproc Serverless (docs/backfill-dataproc.md): the models it runs
+# The Spark backfill on Dataproc Serverless (docs/backfill.md, "On Dataproc Serverless"): the models it runs
 # (a kind or a store tag), baked into BACKFILL_IMAGE; runtime 3.0 is Spark 4.0 (Java 21).
 MODEL ?= mlp
 CHALLENGER ?=
@@ -268,6 +268,16 @@ bench-durability: models
 # SIGKILLed, then one SIGTERMed, under load (~3 min). Results: benchmarks/results/replicas-vm.*
 bench-replicas: models
 	$(BIN)/python -m benchmarks.replicas $(if $(DATA),--data $(DATA)) $(REPLICAS_ARGS)
+
+# The Spark backfill against its targets (~35 min on 2 cores): rows/s per core against the ONNX
+# graph alone, 1 -> 2 cores (local and a standalone cluster), executor memory at 1M and 10M
+# rows, and HTTP with the Python client, each also with the DistilBERT challenger (on 1M rows).
+# Input: 10M synthetic rows, written once as Parquet into .cache/bench-backfill (~2.9 GB).
+# Results: benchmarks/results/backfill-vm.{json,md,png}. Options: BACKFILL_BENCH_ARGS="--rows
+# 1000000 --repeats 1 --stages limit,spark,memory,http,challenger --name test".
+bench-backfill: MODELS = mlp distilbert
+bench-backfill: models
+	$(BIN)/python -m benchmarks.backfill $(BACKFILL_BENCH_ARGS)
 
 # Promote the challenger: evidence first (same labelled transactions), then the env swap.
 # TARGET=cloudrun|gke|env; APPLY=1 runs the command instead of printing it;
