@@ -78,8 +78,8 @@ REGISTRY := $(GCP_REGION)-docker.pkg.dev/$(GCP_PROJECT)/$(AR_REPO)
 IMAGE ?= $(REGISTRY)/fraud-detector:latest
 IMAGE_GPU ?= $(REGISTRY)/fraud-detector-gpu:latest
 FILL_PLACEHOLDERS := sed -e 's|REGION-docker.pkg.dev/PROJECT_ID/fraud|$(REGISTRY)|'
-# The Spark backfill on Dataproc Serverless (docs/backfill.md, "On Dataproc Serverless"): the models it runs
-# (a kind or a store tag), baked into BACKFILL_IMAGE; runtime 3.0 is Spark 4.0 (Java 21).
+# The Spark backfill (docs/backfill.md) and its Dataproc Serverless image: the models it runs
+# (a kind or a store tag; make backfill and make backfill-image), baked into BACKFILL_IMAGE; runtime 3.0 is Spark 4.0 (Java 21).
 MODEL ?= mlp
 CHALLENGER ?=
 DATE_COLUMN ?=
@@ -291,7 +291,6 @@ promote: install
 #        [MASTER=spark://host:7077] [BACKFILL_ARGS="--date-column day --conf k=v"]
 # INPUT is Parquet or CSV (a path, folder or glob); a model named by kind is trained if missing.
 # Spark 4 needs Java 17 (Debian: openjdk-17-jre-headless).
-MODEL ?= mlp
 backfill: MODELS = $(filter mlp distilbert,$(MODEL) $(CHALLENGER))
 backfill: models
 	$(if $(and $(INPUT),$(OUTPUT)),,$(error make backfill needs INPUT=<parquet or csv> OUTPUT=<folder>))
