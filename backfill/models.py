@@ -79,7 +79,9 @@ def executor_scorer(model: ShippedModel, threads: int) -> OnnxScorer:
 
         folder = Path(SparkFiles.get(model.archive))
         verify_checksums(folder, model.checksums, model.tag)
-        # One session per task slot, its intra-op pool the task's cores: several workers
-        # share a machine. (The session runs sequentially, so it has no inter-op pool.)
-        _loaded[key] = OnnxScorer.from_directory(folder, intra_op_threads=threads)
+        # One session per task slot, its intra-op pool the task's cores and no inter-op pool:
+        # several workers share a machine.
+        _loaded[key] = OnnxScorer.from_directory(
+            folder, intra_op_threads=threads, inter_op_threads=1
+        )
     return _loaded[key]

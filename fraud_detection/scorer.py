@@ -48,13 +48,21 @@ class OnnxScorer:
 
     @classmethod
     def from_directory(
-        cls, path: str | Path, *, providers: list[str] | None = None, intra_op_threads: int = 0
+        cls,
+        path: str | Path,
+        *,
+        providers: list[str] | None = None,
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 0,
     ) -> OnnxScorer:
-        """Load `model.onnx` and `card.json` from a model-store directory, checking both."""
+        """Load `model.onnx` and `card.json` from a model-store directory, checking both.
+
+        Thread counts of 0 are ONNX Runtime's defaults (one intra-op thread per core)."""
         path = Path(path)
         card = ModelCard.from_json_file(path / CARD_FILE)
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
         # Idle pool threads would otherwise spin for the next run, taking CPU from the HTTP
         # workers that share the machine.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
