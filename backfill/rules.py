@@ -10,7 +10,6 @@ is not a number stays visible instead of becoming null).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -27,7 +26,8 @@ NEGATIVE = "negative"
 BAD_LABEL = "not 0 or 1"
 BAD_ID = "not 1 to 64 visible ASCII characters"
 NOT_A_DATE = "not a date"
-_NAN_TEXT = frozenset({"nan", "+nan", "-nan"})
+#: What Arrow's string-to-float cast reads (after trimming spaces): text beyond it is no number.
+_NUMBER = r"^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)$"
 _NON_NEGATIVE = [j for j, name in enumerate(FEATURE_NAMES) if name in NON_NEGATIVE_FEATURES]
 
 
@@ -48,23 +48,37 @@ class RowProblems:
             self.broken |= new
 
 
+def _is_text(values: pa.Array) -> bool:
+    return pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+
+
+def _parse_text(values: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Numbers written as text, parsed exactly (Arrow's cast, not pandas' faster approximate
+    parser), with the masks of empty and of unreadable values (None where there is none)."""
+    text = pc.utf8_trim_whitespace(values)
+    empty = pc.equal(text, "").fill_null(False).to_numpy(zero_copy_only=False)
+    try:
+        parsed = pc.cast(text, pa.float64())
+        unread = None
+    except pa.ArrowInvalid:  # some value is not a number: cast the others only
+        readable = pc.match_substring_regex(text, _NUMBER, ignore_case=True).fill_null(True)
+        parsed = pc.cast(pc.if_else(readable, text, pa.scalar(None, pa.string())), pa.float64())
+        unread = ~readable.to_numpy(zero_copy_only=False) & ~empty
+    empty_rows = empty if empty.any() else None
+    return parsed.fill_null(np.nan).to_numpy(zero_copy_only=False), empty_rows, unread
+
+
 def _as_float(values: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Float64 values of one column (NaN where null or not a number), and the masks of its
-    null and of its unreadable values (None where there is none)."""
+    missing and of its unreadable values (None where there is none)."""
     null = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-        return (
-            values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False),
-            null,
-            None,
-        )
-    text = pc.utf8_trim_whitespace(values)
-    parsed = pd.to_numeric(pd.Series(text.to_pandas()), errors="coerce").to_numpy(np.float64)
-    unread = np.isnan(parsed) if null is None else np.isnan(parsed) & ~null
-    if unread.any():  # NaN written as text is a number, only not a finite one
-        nan_text = [str(t).lower() in _NAN_TEXT for t in text.filter(pa.array(unread)).to_pylist()]
-        unread[np.flatnonzero(unread)[np.array(nan_text)]] = False
-    return parsed, null, unread if unread.any() else None
+    if not _is_text(values):
+        numbers = values.cast(pa.float64()).fill_null(np.nan)
+        return numbers.to_numpy(zero_copy_only=False), null, None
+    parsed, empty, unread = _parse_text(values)
+    if empty is not None:
+        null = empty if null is None else null | empty
+    return parsed, null, unread
 
 
 def check_features(batch: pa.RecordBatch) -> tuple[np.ndarray, RowProblems]:
@@ -102,10 +116,9 @@ def check_features(batch: pa.RecordBatch) -> tuple[np.ndarray, RowProblems]:
 def check_label(values: pa.Array, name: str, problems: RowProblems) -> np.ndarray:
     """Labels as int8 (-1 where absent); a value other than 0 or 1 breaks the row."""
     null = values.is_null().to_numpy(zero_copy_only=False)
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        labels = pd.to_numeric(pd.Series(values.to_pandas()), errors="coerce").to_numpy(
-            dtype=np.float64
-        )
+    if _is_text(values):
+        labels, empty, _ = _parse_text(values)  # unreadable text is NaN: not 0 or 1
+        null = null if empty is None else null | empty
     else:
         labels = values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
     bad = ~null & (labels != 0) & (labels != 1)  # NaN (unreadable) compares unequal too
