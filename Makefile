@@ -292,8 +292,10 @@ promote: install
 # INPUT is Parquet or CSV (a path, folder or glob); a model named by kind is trained if missing.
 # Spark 4 needs Java 17 (Debian: openjdk-17-jre-headless).
 backfill: MODELS = $(filter mlp distilbert,$(MODEL) $(CHALLENGER))
+ifneq ($(filter backfill,$(MAKECMDGOALS)),)
+  $(if $(and $(INPUT),$(OUTPUT)),,$(error make backfill needs INPUT=<parquet or csv> OUTPUT=<folder>))
+endif
 backfill: models
-	$(if $(and $(INPUT),$(OUTPUT)),,$(error make backfill needs INPUT=<parquet or csv> OUTPUT=<folder>))
 	$(BIN)/python -m backfill --input "$(INPUT)" --output "$(OUTPUT)" --model $(MODEL) \
 	  $(if $(CHALLENGER),--challenger $(CHALLENGER)) $(if $(MASTER),--master "$(MASTER)") $(BACKFILL_ARGS)
 

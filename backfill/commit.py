@@ -30,9 +30,10 @@ SUMMARY = "summary.json"
 COMMIT_RECORD = "_COMMIT.json"
 
 
-def input_key(input_path: str) -> str:
-    """Short digest of the ``--input`` argument, naming that input's files in the output."""
-    return hashlib.sha256(input_path.strip().rstrip("/").encode()).hexdigest()[:12]
+def input_key(qualified_input: str) -> str:
+    """Short digest of the input's qualified path (``file:/abs/history/*.parquet``, however
+    ``--input`` spelt it), naming that input's files in the output."""
+    return hashlib.sha256(qualified_input.rstrip("/").encode()).hexdigest()[:12]
 
 
 class HadoopFiles:
@@ -69,8 +70,12 @@ class HadoopFiles:
         ]
 
     def rename(self, source: str, target: str) -> None:
+        """Move `source` to `target`, replacing it: a commit repeated after a crash may find
+        both (on GCS a rename is a copy, then a delete)."""
         target_path = self._path(target)
         self._fs.mkdirs(target_path.getParent())
+        if self._fs.exists(target_path):
+            self._fs.delete(target_path, False)
         if not self._fs.rename(self._path(source), target_path):
             raise OSError(f"could not rename {source} to {target}")
 
@@ -78,11 +83,14 @@ class HadoopFiles:
         self._fs.delete(self._path(path), True)
 
     def write_text(self, path: str, text: str) -> None:
-        stream = self._fs.create(self._path(path), True)
+        """Write `path` whole or not at all: a temporary file, then a rename."""
+        partial = f"{path}.partial"
+        stream = self._fs.create(self._path(partial), True)
         try:
             stream.write(bytearray(text.encode()))
         finally:
             stream.close()
+        self.rename(partial, path)
 
     def read_text(self, path: str) -> str:
         stream = self._fs.open(self._path(path))
@@ -97,12 +105,12 @@ class StagedRun:
     """Where one run of one input writes before it commits."""
 
     output: str  # qualified (HadoopFiles.qualified)
-    input: str  # input_key
+    key: str  # input_key
     run: str
 
     @property
     def folder(self) -> str:
-        return f"{self.output}/{STAGING}/{self.input}-{self.run}"
+        return f"{self.output}/{STAGING}/{self.key}-{self.run}"
 
     def part(self, name: str) -> str:
         return f"{self.folder}/{name}"
@@ -125,8 +133,8 @@ def commit(files: HadoopFiles, staged: StagedRun, summary: dict[str, Any]) -> li
         for n, source in enumerate(sorted(data)):
             partition = _relative(source, staged.part(kind)).rpartition("/")[0]
             folder = f"{staged.output}/{kind}" + (f"/{partition}" if partition else "")
-            moves.append((source, f"{folder}/part-{staged.input}-{staged.run}-{n:05d}.parquet"))
-    record = {"input": staged.input, "run": staged.run, "moves": moves, "summary": summary}
+            moves.append((source, f"{folder}/part-{staged.key}-{staged.run}-{n:05d}.parquet"))
+    record = {"input": staged.key, "run": staged.run, "moves": moves, "summary": summary}
     # The commit point: from here on, the next run of this input finishes the commit.
     files.write_text(staged.part(COMMIT_RECORD), json.dumps(record))
     return apply_commit(files, staged, record)
@@ -134,8 +142,8 @@ def commit(files: HadoopFiles, staged: StagedRun, summary: dict[str, Any]) -> li
 
 def apply_commit(files: HadoopFiles, staged: StagedRun, record: dict[str, Any]) -> list[str]:
     """Carry out a commit record (again, after a crash: every step can be repeated)."""
-    ours = f"part-{staged.input}-"
-    this_run = f"part-{staged.input}-{staged.run}-"
+    ours = f"part-{staged.key}-"
+    this_run = f"part-{staged.key}-{staged.run}-"
     for kind in (SCORES, REJECTS):
         for path in files.files(f"{staged.output}/{kind}"):
             name = path.rsplit("/", 1)[-1]
@@ -149,21 +157,20 @@ def apply_commit(files: HadoopFiles, staged: StagedRun, record: dict[str, Any]) 
     return [target for _, target in record["moves"]]
 
 
-def recover(files: HadoopFiles, output: str, input: str) -> list[str]:
-    """Finish the committed runs of `input` left by a killed job, and drop the uncommitted.
+def recover(files: HadoopFiles, output: str, key: str) -> list[str]:
+    """Finish every committed run a killed job left in `output` (whatever its input), and
+    drop the uncommitted runs of the input `key` (another input's may still be running).
 
     Returns what was done, one line per staging folder."""
     done = []
     for folder in files.folders(f"{output}/{STAGING}"):
         name = folder.rstrip("/").rsplit("/", 1)[-1]
-        key, _, run = name.partition("-")
-        if key != input:
-            continue  # another input's run: not ours to judge
-        staged = StagedRun(output, key, run)
+        staged_key, _, run = name.partition("-")
+        staged = StagedRun(output, staged_key, run)
         if files.exists(staged.part(COMMIT_RECORD)):
             apply_commit(files, staged, json.loads(files.read_text(staged.part(COMMIT_RECORD))))
-            done.append(f"finished the commit of run {run}")
-        else:
+            done.append(f"finished the commit of run {run} (input {staged_key})")
+        elif staged_key == key:
             files.delete(folder)
             done.append(f"deleted run {run}, killed before it committed")
     return done

@@ -27,6 +27,8 @@ from backfill.commit import recover
 from backfill.models import ShippedModel
 from backfill.models import ship_model
 from backfill.scoring import DATE_VALUE
+from backfill.scoring import MALFORMED
+from backfill.scoring import OUTPUT_COLUMNS
 from backfill.scoring import REJECT_COLUMN
 from backfill.scoring import REJECT_REASON
 from backfill.scoring import SCORE_DATE
@@ -86,6 +88,8 @@ def spark_session(backfill: Backfill) -> SparkSession:
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(BATCH_ROWS),
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.showConsoleProgress": "false",
+        # The promotion evidence brings the labelled rows' four columns to the driver.
+        "spark.driver.maxResultSize": "4g",
         **backfill.conf,
     }
     for key, value in settings.items():
@@ -101,52 +105,92 @@ def _is_csv(backfill: Backfill) -> bool:
     return re.search(r"\.csv(\.gz|\.bz2)?$", backfill.input.rstrip("/*")) is not None
 
 
+def _read(spark: SparkSession, backfill: Backfill) -> DataFrame:
+    """The input as Spark reads it: Parquet typed; CSV with every field as text (unreadable
+    values stay visible) and a row whose field count differs from the header kept whole in
+    `MALFORMED` instead of being cut or padded."""
+    from pyspark.sql import types as T
+
+    if not _is_csv(backfill):
+        return spark.read.parquet(backfill.input)
+    header = spark.read.option("header", True).csv(backfill.input).columns
+    schema = T.StructType(
+        [T.StructField(c, T.StringType()) for c in header]
+        + [T.StructField(MALFORMED, T.StringType())]
+    )
+    return (
+        spark.read.option("header", True)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", MALFORMED)
+        .schema(schema)
+        .csv(backfill.input)
+    )
+
+
 def read_input(spark: SparkSession, backfill: Backfill) -> tuple[DataFrame, InputColumns]:
-    """The input's columns the job needs, checked: every feature there and of a usable type."""
-    from pyspark.errors import AnalysisException
+    """The input's columns the job needs, checked: every feature there and of a usable type,
+    the optional columns distinct from the features and from each other."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     try:
-        if _is_csv(backfill):  # every field as text: unreadable values stay visible
-            frame = spark.read.option("header", True).csv(backfill.input)
-        else:
-            frame = spark.read.parquet(backfill.input)
-    except AnalysisException as e:
-        raise BackfillError(f"Cannot read --input {backfill.input}: {e.getMessage()}") from e
-    types = {f.name: f.dataType for f in frame.schema.fields}
+        frame = _read(spark, backfill)
+        types = {f.name: f.dataType for f in frame.schema.fields}
+    except Exception as e:  # Spark's errors for a missing path, a non-Parquet file...
+        kind = "CSV" if _is_csv(backfill) else "Parquet"
+        raise BackfillError(
+            f"Cannot read --input {backfill.input} as {kind} (--format csv|parquet picks "
+            f"another): {str(e).splitlines()[0][:400]}"
+        ) from e
     missing = [c for c in FEATURE_NAMES if c not in types]
     if missing:
         raise BackfillError(
             f"--input {backfill.input} lacks column(s) {missing}. A backfill needs all 30 "
             f"features of the schema: {', '.join(FEATURE_NAMES)} (other columns are ignored)."
         )
-    usable = (T.NumericType, T.StringType)
+    # As POST /predict refuses "1.5" for a number, a typed file must type its features; a
+    # CSV has only text, which the rules read row by row.
+    usable = (T.NumericType, T.StringType) if _is_csv(backfill) else (T.NumericType,)
     wrong = {c: types[c].simpleString() for c in FEATURE_NAMES if not isinstance(types[c], usable)}
     if wrong:
         raise BackfillError(
-            f"--input {backfill.input}: feature column(s) of a type that holds no number: "
-            f"{wrong}. Features must be numeric (or text, as in CSV)."
+            f"--input {backfill.input}: feature column(s) not of a numeric type: {wrong}. "
+            "Store the features as numbers (float or double)."
         )
 
-    def optional(given: str | None, default: str, option: str) -> str | None:
+    taken = {*FEATURE_NAMES, *OUTPUT_COLUMNS}
+
+    def optional(given: str | None, default: str | None, option: str) -> str | None:
         if given is not None and given not in types:
             raise BackfillError(f"--input {backfill.input} has no column {given!r} ({option})")
-        return given if given is not None else (default if default in types else None)
+        name = given if given is not None else (default if default in types else None)
+        allowed = {"transaction_id"} if option == "--id-column" else set()  # it becomes that
+        if name is not None and name in taken - allowed:
+            raise BackfillError(
+                f"{option} {name!r} is a feature, an output column or another option's column"
+            )
+        if name is not None:
+            taken.add(name)
+        return name
 
     columns = InputColumns(
         transaction_id=optional(backfill.id_column, "transaction_id", "--id-column"),
         label=optional(backfill.label_column, "Class", "--label-column"),
-        date=optional(backfill.date_column, "", "--date-column") if backfill.date_column else None,
+        date=optional(backfill.date_column, None, "--date-column"),
+        malformed=MALFORMED if MALFORMED in types else None,
     )
     selected = [F.col(c) for c in columns.names()]
     if columns.date is not None:
-        date = F.col(columns.date)
-        as_date = (
-            F.try_to_date(date)
-            if isinstance(types[columns.date], T.StringType)
-            else F.to_date(date)
-        )
+        date_type = types[columns.date]
+        if isinstance(date_type, T.StringType):
+            as_date = F.try_to_date(F.col(columns.date))
+        elif isinstance(date_type, T.DateType | T.TimestampType | T.TimestampNTZType):
+            as_date = F.to_date(F.col(columns.date))
+        else:
+            raise BackfillError(
+                f"--date-column {columns.date!r} is {date_type.simpleString()}: a date, a "
+                "timestamp or text such as 2026-12-06 is needed"
+            )
         selected.append(as_date.alias(DATE_VALUE))
     return frame.select(*selected), columns
 
@@ -230,7 +274,7 @@ def _run(
     ready = time.time()
     files = HadoopFiles(spark, backfill.output)
     output = files.qualified(backfill.output)
-    key = input_key(backfill.input)
+    key = input_key(HadoopFiles(spark, backfill.input).qualified(backfill.input))
     for line in recover(files, output, key):
         logger.warning("%s: %s", output, line)
     with tempfile.TemporaryDirectory(prefix="backfill-models-") as workdir:
@@ -241,13 +285,13 @@ def _run(
                 if backfill.challenger is None
                 else ship_model(backfill.challenger, spark.sparkContext, Path(workdir))
             )
-        except (NotFound, ModelIntegrityError, ValueError) as e:
+        except (NotFound, ModelIntegrityError, ValueError, FileNotFoundError) as e:
             raise BackfillError(str(e)) from e
         frame, columns = read_input(spark, backfill)
         plan = ScoringPlan(champion, challenger, columns)
         partition = columns.date or SCORE_DATE
         _check_partitioning(files, output, partition)
-        scored_at = dt.datetime.fromtimestamp(started, tz=dt.UTC).replace(tzinfo=None)
+        scored_at = dt.datetime.fromtimestamp(started, tz=dt.UTC)  # aware: Spark keeps it UTC
         run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{uuid.uuid4().hex[:6]}"
         staged = StagedRun(output, key, run_id)
 
@@ -269,7 +313,8 @@ def _run(
                 partial(rejected_batches, columns=columns),
                 _spark_schema(rejected_schema(columns)),
             )
-            rejected.coalesce(1).write.parquet(staged.part(REJECTS))
+            # One file: the check stays parallel, only the rejected rows are shuffled.
+            rejected.repartition(1).write.parquet(staged.part(REJECTS))
             logger.info("rejects staged (%.1f s)", time.time() - ready)
         staged_scores = _read_staged(spark, files, staged.part(SCORES))
         staged_rejects = _read_staged(spark, files, staged.part(REJECTS))

@@ -47,6 +47,13 @@ class RowProblems:
             self.reason[new] = reason
             self.broken |= new
 
+    def override(self, rows: np.ndarray, column: str, reason: str) -> None:
+        """Record `reason` for `rows`, replacing what they broke before."""
+        if rows.any():
+            self.column[rows] = column
+            self.reason[rows] = reason
+            self.broken |= rows
+
 
 def _is_text(values: pa.Array) -> bool:
     return pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
@@ -73,7 +80,9 @@ def _as_float(values: pa.Array) -> tuple[np.ndarray, np.ndarray | None, np.ndarr
     missing and of its unreadable values (None where there is none)."""
     null = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
     if not _is_text(values):
-        numbers = values.cast(pa.float64()).fill_null(np.nan)
+        # safe=False: an int64 beyond 2**53 becomes its nearest float (then the range rule
+        # judges it) instead of failing the whole task.
+        numbers = values.cast(pa.float64(), safe=False).fill_null(np.nan)
         return numbers.to_numpy(zero_copy_only=False), null, None
     parsed, empty, unread = _parse_text(values)
     if empty is not None:
@@ -120,7 +129,8 @@ def check_label(values: pa.Array, name: str, problems: RowProblems) -> np.ndarra
         labels, empty, _ = _parse_text(values)  # unreadable text is NaN: not 0 or 1
         null = null if empty is None else null | empty
     else:
-        labels = values.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+        labels = values.cast(pa.float64(), safe=False).fill_null(np.nan)
+        labels = labels.to_numpy(zero_copy_only=False)
     bad = ~null & (labels != 0) & (labels != 1)  # NaN (unreadable) compares unequal too
     problems.report(bad, name, BAD_LABEL)
     return np.where(null | bad, -1, labels).astype(np.int8)

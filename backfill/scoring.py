@@ -34,6 +34,15 @@ REJECT_COLUMN = "reject_column"
 REJECT_REASON = "reject_reason"
 #: The input's date column read as a date by Spark (null where it could not be).
 DATE_VALUE = "_backfill_date"
+#: Where Spark keeps a CSV line whose field count differs from the header's.
+MALFORMED = "_malformed_csv_row"
+MALFORMED_ROW = "malformed CSV row: its field count differs from the header's"
+#: Columns the job writes: an input's optional columns must not take these names.
+OUTPUT_COLUMNS = (
+    "transaction_id", "fraud_probability", "is_fraud", "model", "model_version",
+    "challenger_probability", "challenger_is_fraud", "challenger", "challenger_version",
+    "scored_at", SCORE_DATE, REJECT_COLUMN, REJECT_REASON,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,10 +52,11 @@ class InputColumns:
     transaction_id: str | None
     label: str | None
     date: str | None  # its values as dates come in DATE_VALUE
+    malformed: str | None = None  # MALFORMED, for a CSV
 
     def names(self) -> list[str]:
         """The input columns the job reads."""
-        optional = (self.transaction_id, self.label, self.date)
+        optional = (self.transaction_id, self.label, self.date, self.malformed)
         return [*FEATURE_NAMES, *(c for c in optional if c is not None)]
 
     def values(self) -> list[str]:
@@ -117,6 +127,9 @@ def _check(batch: pa.RecordBatch, columns: InputColumns) -> _Checked:
         given = check_transaction_ids(
             batch.column(columns.transaction_id), columns.transaction_id, problems
         )
+    if columns.malformed is not None:  # its values are misplaced: that is the first problem
+        line = batch.column(columns.malformed).is_valid().to_numpy(zero_copy_only=False)
+        problems.override(line, "(row)", MALFORMED_ROW)
     return _Checked(features, problems, given, labels)
 
 

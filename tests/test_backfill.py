@@ -200,12 +200,20 @@ def test_bad_rows_land_in_rejects_with_their_reason(trained_store: Path, tmp_pat
     bad.append(spaced)
     path = tmp_path / "mixed.csv"
     pd.concat([text, pd.DataFrame(bad)], ignore_index=True).to_csv(path, index=False)
+    # A line with one field too many: Spark would drop the extra field without a word.
+    line = ",".join([*text.iloc[2].tolist()[:-1], "extra-field", "1.0"])
+    with path.open("a") as csv:
+        csv.write(line + "\n")
 
     out = tmp_path / "out"
     summary = succeeded(backfill(trained_store, "--input", str(path), "--output", str(out)))
     rejects = pd.read_parquet(out / "rejects").set_index("transaction_id")
     expected = {case: (col, reason) for case, _, _, col, reason in BAD_ROWS}
     expected["has space"] = ("transaction_id", "not 1 to 64 visible ASCII characters")
+    malformed = rejects[rejects["reject_column"] == "(row)"]
+    assert len(malformed) == 1 and "extra-field" in malformed["_malformed_csv_row"].iloc[0]
+    assert malformed["reject_reason"].iloc[0].startswith("malformed CSV row")
+    rejects = rejects.drop(index=malformed.index)
     assert set(rejects.index) == set(expected)
     for case, (column, reason) in expected.items():
         assert (rejects.loc[case, "reject_column"], rejects.loc[case, "reject_reason"]) == (
@@ -213,9 +221,9 @@ def test_bad_rows_land_in_rejects_with_their_reason(trained_store: Path, tmp_pat
             reason,
         ), case
     assert rejects.loc["text", "V3"] == "abc"  # the value as it came, to fix and resend
-    assert summary["input_rows"] == len(good) + len(expected)
-    assert summary["scored_rows"] == len(good) and summary["rejected_rows"] == len(expected)
-    assert sum(summary["rejected_by_reason"].values()) == len(expected)
+    assert summary["input_rows"] == len(good) + len(expected) + 1
+    assert summary["scored_rows"] == len(good) and summary["rejected_rows"] == len(expected) + 1
+    assert sum(summary["rejected_by_reason"].values()) == len(expected) + 1
     assert summary["rejected_by_reason"]["V5: not finite"] == 1
     assert set(scores(out)["transaction_id"]) == set(good["transaction_id"])
 
@@ -255,7 +263,8 @@ def test_rerun_replaces_its_rows_and_keeps_other_inputs(
     succeeded(backfill(trained_store, "--input", str(labelled), "--output", str(out)))
     first = scores(out)
     succeeded(backfill(trained_store, "--input", str(other), "--output", str(out)))
-    succeeded(backfill(trained_store, "--input", str(labelled), "--output", str(out)))
+    # The same input, spelt another way: still the same input.
+    succeeded(backfill(trained_store, "--input", f"file://{labelled}", "--output", str(out)))
     both = scores(out)
     assert len(both) == len(first) + 200 and both["transaction_id"].is_unique
     again = both[both["transaction_id"].isin(first["transaction_id"])].reset_index(drop=True)
@@ -322,7 +331,20 @@ def test_a_missing_column_or_model_fails_at_once_naming_it(
     )  # fmt: skip
     assert result.returncode == 2
     assert "fraud-mlp:nosuchversion" in result.stderr and "python -m training" in result.stderr
-    assert not (tmp_path / "a" / "scores").exists() and not (tmp_path / "b" / "scores").exists()
+    typed_text = tmp_path / "text.parquet"
+    pd.read_parquet(labelled).astype({"V3": str}).to_parquet(typed_text, index=False)
+    result = backfill(trained_store, "--input", str(typed_text), "--output", str(tmp_path / "c"))
+    assert result.returncode == 2 and "{'V3': 'string'}" in result.stderr
+
+    clashing = tmp_path / "clashing.parquet"
+    pd.read_parquet(labelled).assign(is_fraud=1).to_parquet(clashing, index=False)
+    result = backfill(
+        trained_store, "--input", str(clashing), "--output", str(tmp_path / "d"),
+        "--label-column", "is_fraud",
+    )  # fmt: skip
+    assert result.returncode == 2 and "--label-column 'is_fraud' is" in result.stderr
+    for folder in "abcd":
+        assert not (tmp_path / folder / "scores").exists()
 
 
 RUN_IN_SPARK = """
