@@ -9,7 +9,7 @@ starts it). The image is built by the real Makefile target from the test's train
 its own Spark and Java into the container; here this machine's pyspark (pip's, with its jars)
 and JDK are mounted the same way, read-only, and ``spark-submit`` runs the batch's main file
 (``backfill/dataproc_main.py``) as the ``spark`` user. What only GCP can check (the push, the
-batch, the runtime's own Spark 4.0 and Java 21) is listed in docs/backfill.md, "On Dataproc Serverless".
+batch, the runtime's own Spark 4.0 and Java 21) is listed in docs/backfill.md (section 8).
 """
 
 from __future__ import annotations
