@@ -63,10 +63,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Each bento trains (if missing) only the model it packs.
+bento: MODELS = mlp $(filter mlp distilbert,$(FRAUD_CHALLENGER))
 bento: models
 	FRAUD_MODEL=mlp $(BIN)/bentoml build
 
 # The GPU bento packs the DistilBERT model in the store (train distilbert_base on a GPU first).
+bento-gpu: MODELS = distilbert
 bento-gpu: models
 	FRAUD_MODEL=distilbert $(BIN)/bentoml build -f bentofile-gpu.yaml
 

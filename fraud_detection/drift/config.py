@@ -22,7 +22,7 @@ class DriftConfig:
     min_rows: int = 1_000  # no verdict from fewer rows: small windows are noisy
     every_rows: int = 1_000  # new rows that trigger a computation (a fifth of the window)
     every_seconds: float = 5.0  # or this much time, whichever comes first
-    max_cpu_share: float = 0.01  # cap on the detector's share of a worker's time (see README)
+    max_cpu_share: float = 0.01  # most of a worker's time the detector takes (monitoring.md)
     method: str = "wasserstein"  # Evidently stattest for every feature and for the score
     threshold: float = 0.1  # the method's drift threshold (normed distance for wasserstein)
     min_drifted_features: int = 1  # drifted features that make the window drifted
