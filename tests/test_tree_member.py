@@ -10,10 +10,12 @@ import onnxruntime as ort
 import pytest
 from sklearn.metrics import average_precision_score
 
+from fraud_detection.schema import FEATURE_NAMES
 from tests.test_training import compose_config
 from training.data import generate_transactions
 from training.data.split import Split
 from training.ensemble import FoldAssignment
+from training.evaluation import choose_threshold
 from training.export import check_parity
 from training.export import export_onnx
 from training.export import torch_logits
@@ -133,7 +135,20 @@ def test_threshold_and_calibration_use_the_blended_out_of_fold_scores(
     assert not np.allclose(fitted.validation_scores, in_sample, atol=1e-3)
     rate = fitted.validation_scores.astype(np.float64).mean()
     assert rate == pytest.approx(labelled.labels.mean(), rel=0.05)
-    assert 0 < fitted.threshold.value < 1
+    # The card's threshold is the configured rule applied to those blended scores.
+    cfg = compose_config("ensemble.folds=3", "model.max_epochs=2", "trainer.device=cpu")
+    missed = cfg.threshold.missed_fraud_cost
+    expected = choose_threshold(
+        labelled.labels,
+        fitted.validation_scores,
+        cfg.threshold.rule,
+        cfg.threshold.target_fpr,
+        amounts=labelled.features[:, FEATURE_NAMES.index("Amount")],
+        missed_fraud_cost=missed if missed == "amount" else float(missed),
+        false_alarm_cost=cfg.threshold.false_alarm_cost,
+        fraud_rate=cfg.threshold.fraud_rate,
+    )
+    assert fitted.threshold == expected
 
 
 def test_float16_export_refuses_the_tree_member(tmp_path: Path) -> None:
