@@ -20,7 +20,6 @@ from fraud_detection.http_guards import BodySizeLimit
 from fraud_detection.http_guards import InFlightLimit
 from fraud_detection.http_guards import RequestTimeout
 from fraud_detection.http_guards import RetryAfterOn503
-from fraud_detection.http_guards import install_request_timeout
 from fraud_detection.settings import ServingSettings
 from tests.conftest import call_asgi as call
 from tests.conftest import read_body
@@ -223,9 +222,8 @@ def test_request_timeout_answers_504_for_a_slow_app_and_passes_fast_ones() -> No
     assert call(RequestTimeout(echo_body, timeout=5), chunks=[b"ok"])[:2] == (200, b"ok")
 
 
-@pytest.mark.parametrize("middleware", [RequestTimeout, BentoTimeoutMiddleware])
-def test_timers_outlive_requests_only_in_bentomls_timeout_middleware(middleware) -> None:
-    """Why `install_request_timeout` exists: BentoML 1.4.40 leaves a timer per request."""
+def timers_left_after_hundred_requests(middleware) -> int:
+    """Timers still scheduled after 100 requests through `middleware` (60 s timeout)."""
 
     async def hundred_requests() -> int:
         app = middleware(echo_body, timeout=60)
@@ -240,16 +238,39 @@ def test_timers_outlive_requests_only_in_bentomls_timeout_middleware(middleware)
             await app({"type": "http", "path": "/predict", "headers": []}, receive, send)
         return len(live_timers())
 
-    left = asyncio.run(hundred_requests())
-    assert left == (0 if middleware is RequestTimeout else 100)
+    return asyncio.run(hundred_requests())
 
 
-def test_the_service_builds_request_timeout_in_place_of_bentomls() -> None:
-    from bentoml._internal.server.http import traffic
+def test_request_timeout_leaves_no_timer_behind() -> None:
+    assert timers_left_after_hundred_requests(RequestTimeout) == 0
 
-    original = traffic.TimeoutMiddleware
+
+def test_bentoml_timeout_middleware_still_leaks_a_timer_per_request() -> None:
+    """Why `install_request_timeout` exists. When this fails, BentoML has fixed the leak of
+    its TimeoutMiddleware (1.4.40: a 60 s timer per request): drop our replacement."""
+    left = timers_left_after_hundred_requests(BentoTimeoutMiddleware)
+    assert left > 0, "BentoML's TimeoutMiddleware no longer leaks timers: drop RequestTimeout"
+
+
+def test_a_served_request_past_the_timeout_gets_504_and_the_server_stays_up(
+    trained_store: Path, tmp_path: Path
+) -> None:
+    """Through `bentoml serve`: `install_request_timeout` put RequestTimeout in BentoML's app
+    (its answer names the limit, BentoML's own would not)."""
+    from tests.conftest import start_server
+
+    server = start_server(trained_store, tmp_path, "mlp", FRAUD_REQUEST_TIMEOUT_S="0.2")
     try:
-        install_request_timeout()
-        assert traffic.TimeoutMiddleware is RequestTimeout
+        rows = generate_transactions(100, seed=3).drop(columns=["Class"])
+        # The first /explain imports SHAP and explains 100 rows: well past 0.2 s.
+        slow = httpx.post(
+            f"{server.url}/explain", json={"transactions": rows.to_dict("records")}, timeout=60
+        )
+        assert slow.status_code == 504, slow.text
+        assert "not answered within 0.2 s" in slow.text
+        quick = httpx.post(
+            f"{server.url}/predict", json={"transactions": rows.head(1).to_dict("records")}
+        )
+        assert quick.status_code == 200
     finally:
-        traffic.TimeoutMiddleware = original
+        server.server.stop()
