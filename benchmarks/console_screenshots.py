@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from benchmarks.server_process import ServerProcess
-from benchmarks.server_process import free_port
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import TARGET_NAME
+from harness.server_process import ServerProcess
+from harness.server_process import free_port
 from training.data import generate_transactions
 
 REPO = Path(__file__).resolve().parents[1]

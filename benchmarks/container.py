@@ -37,9 +37,9 @@ import yaml
 from benchmarks.peers.measure import run_wrk
 from benchmarks.peers.measure import wrk_script
 from benchmarks.request_mix import load_rows
-from benchmarks.server_process import ServerProcess
-from benchmarks.server_process import free_port
 from fraud_detection.schema import FEATURE_NAMES
+from harness.server_process import ServerProcess
+from harness.server_process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.server_process import ServerProcess
-from benchmarks.server_process import free_port
 from fraud_detection.schema import FEATURE_NAMES
+from harness.server_process import ServerProcess
+from harness.server_process import free_port
 from training.data import generate_transactions
 
 REPO = Path(__file__).resolve().parents[1]

@@ -47,12 +47,12 @@ from benchmarks.peers.measure import wrk_script
 from benchmarks.request_mix import DEFAULT_MIX
 from benchmarks.request_mix import RequestMix
 from benchmarks.request_mix import load_rows
-from benchmarks.server_process import ServerProcess
-from benchmarks.server_process import free_port
 from fraud_detection.drift.config import DriftConfig
 from fraud_detection.drift.detector import DriftDetector
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.scorer import OnnxScorer
+from harness.server_process import ServerProcess
+from harness.server_process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"

@@ -45,13 +45,13 @@ from benchmarks.drift_serving import run_header
 from benchmarks.drift_serving import start
 from benchmarks.drift_serving import write_results
 from benchmarks.peers.measure import run_wrk
-from benchmarks.postgres_server import PostgresServer
 from benchmarks.request_mix import load_rows
-from benchmarks.server_process import ServerProcess
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.score_log.database import ScoreDatabase
 from fraud_detection.score_log.database import open_database
 from fraud_detection.settings import SCORE_DB_FILE
+from harness.postgres_server import PostgresServer
+from harness.server_process import ServerProcess
 
 WORKER_MODULE = "_bentoml_impl.worker.service"
 

@@ -48,11 +48,11 @@ import psycopg
 
 from benchmarks.drift_serving import run_header
 from benchmarks.drift_serving import write_results
-from benchmarks.postgres_server import PostgresServer
-from benchmarks.server_process import ServerProcess
-from benchmarks.server_process import free_port
 from fraud_detection.client import predict_with_retry
 from fraud_detection.schema import FEATURE_NAMES
+from harness.postgres_server import PostgresServer
+from harness.server_process import ServerProcess
+from harness.server_process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BACKEND = "replicas"

@@ -38,10 +38,10 @@ import numpy as np
 from benchmarks.drift_serving import paired_cost
 from benchmarks.drift_serving import paired_cost_rows
 from benchmarks.drift_serving import write_results
-from benchmarks.postgres_server import PostgresServer
 from benchmarks.request_mix import load_rows
 from fraud_detection.scorer import OnnxScorer
 from fraud_detection.settings import ServingSettings
+from harness.postgres_server import PostgresServer
 
 OFF = {"FRAUD_SCORE_LOG": "0"}
 #: Each stage and the target its ratios are read against, in the order they run.

@@ -35,8 +35,8 @@ from benchmarks.request_mix import RequestMix
 from benchmarks.request_mix import format_mix
 from benchmarks.request_mix import load_rows
 from benchmarks.request_mix import parse_mix
-from benchmarks.server_process import ServerProcess
-from benchmarks.server_process import free_port
+from harness.server_process import ServerProcess
+from harness.server_process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")

@@ -14,11 +14,11 @@ import bentoml
 import psycopg
 import pytest
 
-from benchmarks.postgres_server import PostgresServer
-from benchmarks.server_process import ServerProcess
-from benchmarks.server_process import free_port
 from fraud_detection.score_log.database import ScoreDatabase
 from fraud_detection.score_log.database import open_database
+from harness.postgres_server import PostgresServer
+from harness.server_process import ServerProcess
+from harness.server_process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 #: Small enough for CI on 2 cores, big enough to hold ~30 frauds.

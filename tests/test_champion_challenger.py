@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from benchmarks.postgres_server import PostgresServer
 from fraud_detection.api_models import EXAMPLE_TRANSACTION
 from fraud_detection.client import score_frame
 from fraud_detection.routing.transaction_ids import traffic_buckets
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.scorer import OnnxScorer
+from harness.postgres_server import PostgresServer
 from tests.conftest import REPO
 from tests.conftest import RunningServer
 from tests.conftest import start_server

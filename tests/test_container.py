@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmarks.server_process import free_port
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.scorer import OnnxScorer
+from harness.server_process import free_port
 from tests.conftest import REPO
 from tests.test_deploy import kustomize
 from training.data import generate_transactions

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -72,6 +73,10 @@ def test_negative_time_or_amount_is_refused(row: dict[str, float], field: str) -
 def test_scaling_module_matches_the_fitted_numpy_transform(data: list[list[float]]) -> None:
     x = np.abs(np.array(data))  # log1p needs Amount >= 0; abs keeps every column valid
     scaler = FeatureScaler.fit(x)
+    # The module computes in float32: a column whose spread is below its magnitude's float32
+    # rounding step (two rows 1e-10 apart near 1e-3) cannot be standardised by it; no real
+    # feature comes near that.
+    assume(bool(np.all(scaler.scale > 1e-4 * (np.abs(scaler.mean) + 1))))
     mask = np.array([n in scaler.log1p_features for n in FEATURE_NAMES])
     expected = x.copy()
     expected[:, mask] = np.log1p(expected[:, mask])

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from benchmarks.server_process import free_port
+from harness.server_process import free_port
 from tests.conftest import REPO
 from training.data import generate_transactions
 

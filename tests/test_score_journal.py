@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.postgres_server import PostgresServer
 from fraud_detection.score_log.database import ScoreDatabase
 from fraud_detection.score_log.database import open_database
 from fraud_detection.score_log.durable_writer import DurableScoreLogWriter
@@ -26,6 +25,7 @@ from fraud_detection.score_log.journal import orphaned_owners
 from fraud_detection.score_log.journal import read_records
 from fraud_detection.score_log.writer import ScoredBatch
 from fraud_detection.score_log.writer import row_values
+from harness.postgres_server import PostgresServer
 from tests.test_score_log import batch
 
 CHAMPION, CHALLENGER = "fraud-mlp:v1", "fraud-distilbert:v2"

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.postgres_server import PostgresServer
 from fraud_detection.score_log.database import MIGRATIONS
 from fraud_detection.score_log.database import SCHEMA_VERSION
 from fraud_detection.score_log.database import DatabaseUnavailable
@@ -23,6 +22,7 @@ from fraud_detection.score_log.database import score_row
 from fraud_detection.score_log.database import statement_sizes
 from fraud_detection.score_log.writer import ScoredBatch
 from fraud_detection.score_log.writer import ScoreLogWriter
+from harness.postgres_server import PostgresServer
 
 
 def batch(ids: list[str], probabilities: list[float], **fields) -> ScoredBatch:

@@ -49,9 +49,9 @@ from benchmarks.request_mix import DEFAULT_MIX
 from benchmarks.request_mix import RequestMix
 from benchmarks.request_mix import format_mix
 from benchmarks.request_mix import load_rows
-from benchmarks.server_process import ServerProcess
-from benchmarks.server_process import free_port
 from benchmarks.serving import machine as serving_machine
+from harness.server_process import ServerProcess
+from harness.server_process import free_port
 
 MODEL_STORE_NAME = "fraud-mlp"
 

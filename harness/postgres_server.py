@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.server_process import free_port
+from harness.server_process import free_port
 
 
 def postgres_bin_dir() -> Path | None:
