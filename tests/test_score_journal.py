@@ -116,6 +116,9 @@ CHILD = textwrap.dedent(
         open_database(url), "fraud-mlp:v1", None, journal_path=folder, flush_interval_s=3600
     )
     writer.journal.segment_bytes = 2000
+    deadline = time.monotonic() + 60
+    while not writer.stats.schema_ready and time.monotonic() < deadline:
+        time.sleep(0.05)  # a flush before the schema is ready writes nothing (a loaded machine)
     for i in range(n):
         p = np.array([0.1, 0.7])
         writer.submit(ScoredBatch([f"k{i}-0", f"k{i}-1"], time.time(), p, p > 0.5, None, p, None))
