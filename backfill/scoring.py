@@ -106,10 +106,13 @@ class _Checked:
     given_ids: pa.Array | None  # the input's ids, as text
     labels: np.ndarray | None
 
-    def ids(self, rows: np.ndarray) -> pa.Array:
-        """Ids of `rows` (a mask): the input's where given, else derived from the features."""
+    def ids(self, rows: np.ndarray, features: np.ndarray | None = None) -> pa.Array:
+        """Ids of `rows` (a mask): the input's where given, else derived from the features
+        (`features`: those rows' features, when the caller has already selected them)."""
         every = bool(rows.all())
-        derived = row_ids(self.features if every else self.features[rows])  # only these rows
+        if features is None:
+            features = self.features if every else self.features[rows]
+        derived = row_ids(features)  # only the rows that leave by this way
         if self.given_ids is None:
             return derived
         given = self.given_ids if every else self.given_ids.filter(pa.array(rows))
@@ -165,7 +168,7 @@ def scored_batches(
             q = challenger.predict_proba(rows).astype(np.float64)
             cp, cf = pa.array(q), pa.array(q >= challenger.threshold)
         arrays = [
-            checked.ids(keep),
+            checked.ids(keep, features),
             pa.array(p),
             pa.array(p >= champion.threshold),
             cp,
