@@ -462,7 +462,10 @@ class _SqlDatabase:
                     "FROM labels l JOIN scores s ON s.transaction_id = l.transaction_id "
                     "JOIN models m ON m.model_id = s.model_id "
                     "LEFT JOIN models c ON c.model_id = s.challenger_id "
-                    "WHERE s.scored_at >= ? ORDER BY s.scored_at DESC"
+                    # Ties broken by id: every replica reads the rows in one order, so its sums
+                    # (expected cost) agree to the last bit with the others'.
+                    "WHERE s.scored_at >= ? "
+                    "ORDER BY s.scored_at DESC, s.transaction_id, s.probability DESC"
                 ),
                 (since,),
             )
