@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 .PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	backfill bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas bench-backfill promote bench-explain bench-gpu bench-peers quality audit clean-models
+	backfill bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas bench-backfill bench-headline bench-replay readme promote bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model); `make serve`
@@ -281,6 +281,36 @@ bench-replicas: models
 bench-backfill: MODELS = mlp distilbert
 bench-backfill: models
 	$(BIN)/python -m benchmarks.backfill $(BACKFILL_BENCH_ARGS)
+
+# The champion-challenger loop on real rows (~3 min): replay, labels back, /performance against
+# the same metrics offline. Results: benchmarks/results/replay-vm.{json,md}.
+bench-replay: MODELS = mlp distilbert
+bench-replay: models
+	$(BIN)/python -m benchmarks.replay_feedback $(if $(DATA),--data $(DATA))
+
+# Every benchmark behind the README's headline table, on this release, then the table (about
+# 50 min on 2 cores). Models: the default MLP and the DistilBERT challenger trained on DATA
+# into HEADLINE_HOME when missing (DistilBERT takes ~20 min more the first time).
+#   make bench-headline DATA=../shared/data/creditcard_real_sample.csv.gz
+HEADLINE_HOME ?= $(CURDIR)/.cache/headline-bentos
+bench-headline: install
+	@test -n "$(DATA)" || { echo "usage: make bench-headline DATA=path/to/creditcard.csv[.gz]"; exit 2; }
+	export BENTOML_HOME=$(HEADLINE_HOME) WANDB_MODE=disabled; set -e; \
+	for kind in mlp distilbert; do \
+	  $(BIN)/bentoml models get fraud-$$kind:latest >/dev/null 2>&1 || \
+	    $(BIN)/python -m training model=$$kind data=csv data.path=$(abspath $(DATA)); \
+	done; \
+	$(BIN)/python -m benchmarks.quality --data $(DATA); \
+	$(BIN)/python -m benchmarks.ensemble_serving --data $(DATA); \
+	$(BIN)/python -m benchmarks.drift_serving --data $(DATA) --rounds 3 --passes 6; \
+	$(BIN)/python -m benchmarks.score_log_cost --data $(DATA) --stages sqlite,control; \
+	$(BIN)/python -m benchmarks.replay_feedback --data $(DATA); \
+	$(BIN)/python -m benchmarks.explain --data $(DATA) --models mlp
+	$(MAKE) readme
+
+# The README's headline table, regenerated from benchmarks/results (tests/test_docs.py checks it).
+readme: install
+	$(BIN)/python -m benchmarks.headline
 
 # Promote the challenger: evidence first (same labelled transactions), then the env swap.
 # TARGET=cloudrun|gke|env; APPLY=1 runs the command instead of printing it;

@@ -63,9 +63,9 @@ import numpy as np
 import psutil
 
 from benchmarks.drift_serving import REPO
-from benchmarks.drift_serving import run_header
 from benchmarks.drift_serving import start
-from benchmarks.drift_serving import write_results
+from benchmarks.provenance import run_header
+from benchmarks.provenance import write_results
 from fraud_detection.schema import FEATURE_NAMES
 
 CACHE = REPO / ".cache" / "bench-backfill"

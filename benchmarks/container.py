@@ -36,6 +36,7 @@ import yaml
 
 from benchmarks.peers.measure import run_wrk
 from benchmarks.peers.measure import wrk_script
+from benchmarks.provenance import provenance
 from benchmarks.request_mix import load_rows
 from fraud_detection.schema import FEATURE_NAMES
 from harness.server_process import ServerProcess
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> Path:
     workdir = Path(tempfile.mkdtemp(prefix="bench-container-"))
     rows = load_rows(args.data, 200, seed=5)
     results: dict[str, Any] = {
+        "provenance": provenance("benchmarks.container", argv),
         "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
         f"Python {platform.python_version()}",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

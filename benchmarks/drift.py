@@ -27,6 +27,7 @@ from typing import Any
 import bentoml
 import numpy as np
 
+from benchmarks.provenance import provenance
 from fraud_detection.drift.config import DriftConfig
 from fraud_detection.drift.detector import DriftDetector
 from fraud_detection.drift.detector import DriftRun
@@ -272,6 +273,7 @@ def main() -> None:
 
     detector.run(*traffic.rows(config.window_rows, seed=0))  # warm-up (first-call imports)
     results: dict[str, Any] = {
+        "provenance": provenance("benchmarks.drift", None),
         "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
         f"Python {platform.python_version()}",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -24,12 +24,9 @@ Writes ``benchmarks/results/drift-serving-<name>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,6 +41,8 @@ import numpy as np
 from benchmarks.peers.measure import run_locust
 from benchmarks.peers.measure import run_wrk
 from benchmarks.peers.measure import wrk_script
+from benchmarks.provenance import run_header
+from benchmarks.provenance import write_results
 from benchmarks.request_mix import DEFAULT_MIX
 from benchmarks.request_mix import RequestMix
 from benchmarks.request_mix import load_rows
@@ -476,11 +475,8 @@ def main(argv: list[str] | None = None) -> Path:
     detector_reference = DriftDetector.for_model(model.path, DriftConfig(), model=str(model.tag))
     v14_std = float(detector_reference.reference.features["V14"].std())
     results: dict[str, Any] = {
-        "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
-        f"Python {platform.python_version()}",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **run_header("benchmarks.drift_serving", argv, args.data),
         "model": str(model.tag),
-        "rows": f"real ({args.data})" if args.data else "synthetic",
     }
     with tempfile.TemporaryDirectory(prefix="drift-bench-") as tmp:
         workdir = Path(tmp)
@@ -503,40 +499,20 @@ def main(argv: list[str] | None = None) -> Path:
                 pin=args.pin,
             )
             print(json.dumps(results["hook_cost"]["ratios"]), flush=True)
-        if args.soak_minutes:
-            results["soak"] = soak(workdir, pool, args.soak_minutes)
-    return write_results(f"drift-serving-{args.name}", results, markdown(results))
-
-
-def git_commit() -> str:
-    """The checked-out commit, ``+dirty`` when the tree differs from it (for results files)."""
-    result = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    )
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO).returncode != 0
-    return result.stdout.strip() + ("+dirty" if dirty else "") if result.returncode == 0 else "?"
-
-
-def run_header(module: str, argv: list[str] | None, data: str | None) -> dict[str, Any]:
-    """What every results file opens with: machine, date, commit, command and rows."""
-    return {
-        "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
-        f"Python {platform.python_version()}",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
-        "command": " ".join([f"python -m {module}", *(sys.argv[1:] if argv is None else argv)]),
-        "rows": f"real ({data})" if data else "synthetic",
-    }
-
-
-def write_results(stem: str, results: dict[str, Any], table: str) -> Path:
-    """``benchmarks/results/<stem>.json`` and ``.md``; prints the table."""
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / stem
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    out.with_suffix(".md").write_text(table)
-    print(table)
-    return out
+        soaked = soak(workdir, pool, args.soak_minutes) if args.soak_minutes else None
+    # The soak is its own file: a run without it leaves the last soak's figures in place.
+    written = []
+    if soaked is not None:
+        header = {
+            k: v for k, v in results.items() if k not in ("detection", "false_alarms", "hook_cost")
+        }
+        soak_results = {**header, "soak": soaked}
+        written.append(
+            write_results(f"drift-serving-soak-{args.name}", soak_results, markdown(soak_results))
+        )
+    if stages & {"detection", "false-alarms", "hook-cost"}:
+        written.append(write_results(f"drift-serving-{args.name}", results, markdown(results)))
+    return written[-1]
 
 
 if __name__ == "__main__":

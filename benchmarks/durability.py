@@ -41,10 +41,10 @@ import psutil
 from benchmarks.drift_serving import one_row_script
 from benchmarks.drift_serving import paired_cost
 from benchmarks.drift_serving import paired_cost_rows
-from benchmarks.drift_serving import run_header
 from benchmarks.drift_serving import start
-from benchmarks.drift_serving import write_results
 from benchmarks.peers.measure import run_wrk
+from benchmarks.provenance import run_header
+from benchmarks.provenance import write_results
 from benchmarks.request_mix import load_rows
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.score_log.database import ScoreDatabase

@@ -14,10 +14,8 @@ stored graph's cost per call in process (`benchmarks.graph_cost`). Writes
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,9 +25,10 @@ from typing import Any
 from benchmarks.drift_serving import REPO
 from benchmarks.drift_serving import paired_cost
 from benchmarks.drift_serving import paired_cost_rows
-from benchmarks.drift_serving import write_results
 from benchmarks.graph_cost import graph_cost
 from benchmarks.graph_cost import graph_cost_rows
+from benchmarks.provenance import run_header
+from benchmarks.provenance import write_results
 from benchmarks.request_mix import load_rows
 
 
@@ -103,10 +102,7 @@ def main(argv: list[str] | None = None) -> Path:
             {label: {"BENTOML_HOME": str(home)} for label, home in homes.items()},
         )
     results = {
-        "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
-        f"Python {platform.python_version()}",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "rows": f"real ({args.data})" if args.data else "synthetic",
+        **run_header("benchmarks.ensemble_serving", argv, args.data),
         "trained": trained,
         "cost": cost,
         "graph_cost": in_process,

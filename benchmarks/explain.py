@@ -40,6 +40,7 @@ import pandas as pd
 from benchmarks.drift_serving import start
 from benchmarks.peers.measure import run_wrk
 from benchmarks.peers.measure import wrk_script
+from benchmarks.provenance import provenance
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import TARGET_NAME
 from training.data import generate_transactions
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> Path:
     frame = load_rows(args.data)
     config = ExplainConfig()
     results: dict[str, Any] = {
+        "provenance": provenance("benchmarks.explain", argv),
         "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
         f"Python {platform.python_version()}",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

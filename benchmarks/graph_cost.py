@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.drift_serving import write_results
+from benchmarks.provenance import run_header
+from benchmarks.provenance import write_results
 from benchmarks.request_mix import load_rows
 from fraud_detection.scorer import OnnxScorer
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> Path:
     rows = load_rows(args.data, 20_000, seed=11)
     cost = graph_cost(model_dirs, rows, rounds=args.rounds)
     results = {
-        "rows": f"real ({args.data})" if args.data else "synthetic",
+        **run_header("benchmarks.graph_cost", argv, args.data, model=None),
         "graphs": {label: str(path) for label, path in model_dirs.items()},
         "cost": cost,
     }

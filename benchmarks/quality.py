@@ -42,6 +42,7 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from benchmarks.provenance import provenance
 from fraud_detection.prevalence import genuine_weight
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import TARGET_NAME
@@ -496,6 +497,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = frame[TARGET_NAME].to_numpy()
     comparisons = compare(results, labels, args.folds)
     report = {
+        "provenance": provenance("benchmarks.quality", argv, model=None),
         "data": {
             "file": Path(args.data).name,
             "rows": len(frame),

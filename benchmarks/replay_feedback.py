@@ -14,9 +14,6 @@ command against the service's score log. Writes ``benchmarks/results/replay-<nam
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,7 +29,8 @@ from sklearn.metrics import average_precision_score
 
 from benchmarks.drift_serving import REPO
 from benchmarks.drift_serving import start
-from benchmarks.drift_serving import write_results
+from benchmarks.provenance import run_header
+from benchmarks.provenance import write_results
 from fraud_detection.client import score_frame
 from fraud_detection.routing.transaction_ids import traffic_buckets
 from fraud_detection.schema import FEATURE_NAMES
@@ -152,10 +150,7 @@ def main(argv: list[str] | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
         result = replay(frame, Path(tmp), args.shadow_share)
     results = {
-        "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
-        f"Python {platform.python_version()}",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "rows": f"real ({args.data})" if args.data else "synthetic",
+        **run_header("benchmarks.replay_feedback", argv, args.data),
         "shadow_share": args.shadow_share,
         "replay": result,
         "offline": {

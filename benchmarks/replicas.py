@@ -46,8 +46,8 @@ import httpx
 import pandas as pd
 import psycopg
 
-from benchmarks.drift_serving import run_header
-from benchmarks.drift_serving import write_results
+from benchmarks.provenance import run_header
+from benchmarks.provenance import write_results
 from fraud_detection.client import predict_with_retry
 from fraud_detection.schema import FEATURE_NAMES
 from harness.postgres_server import PostgresServer

@@ -17,16 +17,14 @@ pairs per round):
 
 It also times one model call per row count in-process (the challenger's cost per row against
 the champion's), which is what the shadow share multiplies. Writes
-``benchmarks/results/score-log-<name>.json`` and ``.md``.
+``benchmarks/results/score-log-<stage>-<name>.json`` and ``.md``, one pair per stage run.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +35,8 @@ import numpy as np
 
 from benchmarks.drift_serving import paired_cost
 from benchmarks.drift_serving import paired_cost_rows
-from benchmarks.drift_serving import write_results
+from benchmarks.provenance import run_header
+from benchmarks.provenance import write_results
 from benchmarks.request_mix import load_rows
 from fraud_detection.scorer import OnnxScorer
 from fraud_detection.settings import ServingSettings
@@ -115,10 +114,7 @@ def main(argv: list[str] | None = None) -> Path:
     stages = args.stages.split(",")
     rows = load_rows(args.data, 20_000, seed=11)
     results: dict[str, Any] = {
-        "machine": f"{os.cpu_count()} logical CPUs ({platform.machine()}), "
-        f"Python {platform.python_version()}",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "rows": f"real ({args.data})" if args.data else "synthetic",
+        **run_header("benchmarks.score_log_cost", argv, args.data),
         "models": os.environ.get("BENTOML_HOME", "~/bentoml"),
         "shadow_share": ServingSettings().shadow_share,
         "per_row_us": per_row_cost(rows),
@@ -146,7 +142,19 @@ def main(argv: list[str] | None = None) -> Path:
             measure("shadow", {"shadow": {"FRAUD_CHALLENGER": "distilbert"}, "sqlite": {}}, workdir)
         if "control" in stages:
             measure("control", {"off-again": OFF, "off": OFF}, workdir)
-    return write_results(f"score-log-{args.name}", results, markdown(results))
+    # One file per stage (score-log-<stage>-<name>): a run of some stages replaces only
+    # theirs, and each file says when and on what its own stage was measured.
+    common = {k: v for k, v in results.items() if k not in STAGES}
+    written = [
+        write_results(
+            f"score-log-{stage}-{args.name}",
+            {**common, stage: results[stage]},
+            markdown({**common, stage: results[stage]}),
+        )
+        for stage in STAGES
+        if stage in results
+    ]
+    return written[-1]
 
 
 if __name__ == "__main__":

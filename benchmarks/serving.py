@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.provenance import provenance
 from benchmarks.raw_throughput import measure_model
 from benchmarks.report import write_report
 from benchmarks.request_mix import DEFAULT_MIX
@@ -356,6 +357,7 @@ def main(argv: list[str] | None = None) -> Path:
     users = [int(u) for u in args.users.split(",")]
     mix = RequestMix.build(parse_mix(args.mix), data=args.data)
     results: dict[str, object] = {
+        "provenance": provenance("benchmarks.serving", argv),
         "machine": machine(),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": {

@@ -45,6 +45,7 @@ from benchmarks.peers.servers import ours_before
 from benchmarks.peers.venvs import VenvError
 from benchmarks.peers.venvs import ensure_venv
 from benchmarks.peers.venvs import installed_version
+from benchmarks.provenance import provenance
 from benchmarks.request_mix import DEFAULT_MIX
 from benchmarks.request_mix import RequestMix
 from benchmarks.request_mix import format_mix
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> Path:
     home = args.bentoml_home or Path(os.environ.get("BENTOML_HOME", REPO / "bentos"))
     model_dir = model_directory(home)
     results: dict[str, Any] = {
+        "provenance": provenance("benchmarks.peers", argv),
         "machine": machine(),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model_dir": str(model_dir),
