@@ -55,7 +55,7 @@ def current_architecture(kind: str) -> str:
 class Provenance:
     """Where a results file's figures come from."""
 
-    commit: str  # short hash; "+dirty" when the tree differed; "" when not recorded
+    commit: str  # short hash ("+dirty": the code differed; " (committed)": the file's commit)
     date: str  # YYYY-MM-DD
     machine: str
     command: str
@@ -109,12 +109,17 @@ class Results:
         date = block.get("date") or self.data.get("date") or self.data.get("started")
         date = date or self.data.get("when") or ""
         commit = block.get("commit") or self.data.get("commit") or ""
+        if not commit:
+            # Older files carry no commit: the commit that added the file stands in for it.
+            found = _git("log", "-1", "--format=%h", "--", f"benchmarks/results/{self.stem}.json")
+            commit = f"{found.stdout.strip()} (committed)" if found.stdout.strip() else ""
+        legacy_model = self.data.get("model") if isinstance(self.data.get("model"), str) else ""
         return Provenance(
             commit=commit,
             date=str(date)[:10],
             machine=str(block.get("machine") or self.data.get("machine") or ""),
             command=str(block.get("command") or self.data.get("command") or ""),
-            model=str(model.get("tag") or ""),
+            model=str(model.get("tag") or legacy_model or ""),
             architecture=str(model.get("architecture") or ""),
         )
 
@@ -129,11 +134,7 @@ class Results:
             architecture_note = f"on an older served model ({p.architecture})"
         else:
             architecture_note = None
-        base = p.commit.split("+")[0]
-        if not base:
-            # Older files carry no commit: the commit that wrote the file stands in for it.
-            base = _git("log", "-1", "--format=%h", "--", f"benchmarks/results/{self.stem}.json")
-            base = base.stdout.strip()
+        base = p.commit.split("+")[0].split(" ")[0]
         code_note = None
         paths = CODE_PATHS.get(self.stem, SERVING_PATH)
         if base and _known_commit(base) and _changed_since(base, paths):

@@ -126,12 +126,38 @@ def main() -> None:
             with mkdocs_gen_files.open(f"results/{result.name}", "wb") as out:
                 out.write(result.read_bytes())
     with mkdocs_gen_files.open("results/index.md", "w") as page:
-        page.write(
-            "# Benchmark results\n\nEvery file `benchmarks/` wrote, as committed (JSON beside each "
-            "in the repository). `-vm`: this project's 2-core CPU VM; `-h100`: one NVIDIA H100.\n\n"
-            + "\n".join(f"- [{r.stem}]({r.name})" for r in results if r.suffix == ".md")
-            + "\n"
+        page.write(results_index(results))
+
+
+def results_index(results: list[Path]) -> str:
+    """One row per results file: where it was measured, on what, and whether it is current."""
+    from benchmarks.figures import Results
+
+    lines = [
+        "# Benchmark results",
+        "",
+        "One file per benchmark and machine (`-vm`: this project's 2-core CPU VM; `-h100`: one "
+        "NVIDIA H100), each replaced by its benchmark's next run; earlier runs are in git "
+        "history. The JSON beside each table in `benchmarks/results/` holds every figure the "
+        "pages render. *Not current*: measured on another served model than today's configs "
+        "train, or before the code it measures changed.",
+        "",
+        "| results | measured | commit | served model | command | current |",
+        "|---|---|---|---|---|---|",
+    ]
+    tables = {r.stem for r in results if r.suffix == ".md"}
+    for result in results:
+        if result.suffix != ".json":
+            continue
+        found = Results.load(result.stem)
+        p = found.provenance
+        name = f"[{result.stem}]({result.stem}.md)" if result.stem in tables else result.stem
+        why = found.staleness()
+        lines.append(
+            f"| {name} | {p.date} | `{p.commit or '?'}` | {p.model or '?'} "
+            f"| `{p.command or '?'}` | {'yes' if not why else 'no: ' + why} |"
         )
+    return "\n".join(lines) + "\n"
 
 
 # mkdocs-gen-files runs this file with runpy.run_path; tests import its functions without it.
