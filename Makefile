@@ -238,8 +238,8 @@ bench: models
 	$(BIN)/python -m benchmarks.serving $(BENCH_ARGS)
 	$(MAKE) bench-drift
 
-# Drift monitoring as served (~30 min): detection delay, false alarms, the hooks' cost and a
-# 10-minute soak. Results: benchmarks/results/drift-serving-vm.{json,md}.
+# Drift monitoring as served (~30 min): detection delay, false alarms, the hooks' cost
+# (benchmarks/results/drift-serving-vm.{json,md}) and a 10-minute soak (drift-serving-soak-vm).
 #   make bench-drift DATA=../shared/data/creditcard_real_sample.csv.gz
 bench-drift: models
 	$(BIN)/python -m benchmarks.drift_serving $(if $(DATA),--data $(DATA)) --soak-minutes 10 $(DRIFT_ARGS)
@@ -257,7 +257,8 @@ bench-ensemble: install
 	$(BIN)/python -m benchmarks.ensemble_serving $(if $(DATA),--data $(DATA))
 
 # The score log (SQLite, PostgreSQL) and the shadow challenger against off, side by side, and a
-# control (two identical servers: the harness's floor) (~40 min).
+# control (two identical servers: the harness's floor) (~40 min). One results file per stage:
+# benchmarks/results/score-log-{sqlite,postgresql,shadow,control}-vm.{json,md}.
 bench-score-log: models
 	$(BIN)/python -m benchmarks.score_log_cost $(if $(DATA),--data $(DATA))
 
