@@ -85,7 +85,18 @@ class Results:
         return self._get(self.data, path.split("."), path)
 
     def _get(self, value: Any, parts: list[str], path: str) -> Any:
-        for i, part in enumerate(parts):
+        parts = list(parts)
+        i = 0
+        while i < len(parts):
+            part = parts[i]
+            # A key with dots in it ("recall_at_0.1pct_fpr"): the longest run of parts it spans.
+            if isinstance(value, dict) and part not in value:
+                for j in range(len(parts), i + 1, -1):
+                    if ".".join(parts[i:j]) in value:
+                        parts[i:j] = [".".join(parts[i:j])]
+                        part = parts[i]
+                        break
+            i += 1
             if part.startswith("?"):  # ?k=v&k=v: the one list item with those fields
                 wanted = dict(pair.split("=", 1) for pair in part[1:].split("&"))
                 matches = [x for x in value if all(str(x.get(k)) == v for k, v in wanted.items())]
@@ -95,7 +106,7 @@ class Results:
                 continue
             if part == "*":
                 items = value if isinstance(value, list) else list(value.values())
-                return [self._get(item, parts[i + 1 :], path) for item in items]
+                return [self._get(item, parts[i:], path) for item in items]
             try:
                 value = value[int(part)] if isinstance(value, list) else value[part]
             except (KeyError, IndexError, ValueError, TypeError) as e:
