@@ -55,12 +55,21 @@ def current_architecture(kind: str) -> str:
 class Provenance:
     """Where a results file's figures come from."""
 
-    commit: str  # short hash ("+dirty": the code differed; " (committed)": the file's commit)
+    commit: str  # short hash ("+dirty": the code differed from it); "" when unknown
+    commit_recorded: bool  # False: the run recorded none, `commit` is the one that added the file
     date: str  # YYYY-MM-DD
     machine: str
     command: str
     model: str  # the served model's tag; "" when not recorded
     architecture: str  # "" when not recorded
+
+    @property
+    def cited_commit(self) -> str:
+        if not self.commit:
+            return "commit unknown"
+        if self.commit_recorded:
+            return f"commit `{self.commit}`"
+        return f"committed in `{self.commit}` (the run recorded no commit)"
 
 
 @dataclass(frozen=True)
@@ -120,15 +129,23 @@ class Results:
         date = block.get("date") or self.data.get("date") or self.data.get("started")
         date = date or self.data.get("when") or ""
         commit = block.get("commit") or self.data.get("commit") or ""
+        recorded = bool(commit)
         if not commit:
             # Older files carry no commit: the commit that added the file stands in for it.
             found = _git("log", "-1", "--format=%h", "--", f"benchmarks/results/{self.stem}.json")
-            commit = f"{found.stdout.strip()} (committed)" if found.stdout.strip() else ""
+            commit = found.stdout.strip()
+        machine = block.get("machine") or self.data.get("machine") or ""
+        if isinstance(machine, dict):  # the serving harness's older form
+            machine = (
+                f"{machine.get('logical_cpus')} logical CPUs ({machine.get('cpu')}), "
+                f"Python {machine.get('python')}"
+            )
         legacy_model = self.data.get("model") if isinstance(self.data.get("model"), str) else ""
         return Provenance(
             commit=commit,
+            commit_recorded=recorded,
             date=str(date)[:10],
-            machine=str(block.get("machine") or self.data.get("machine") or ""),
+            machine=str(machine),
             command=str(block.get("command") or self.data.get("command") or ""),
             model=str(model.get("tag") or legacy_model or ""),
             architecture=str(model.get("architecture") or ""),
@@ -145,7 +162,7 @@ class Results:
             architecture_note = f"on an older served model ({p.architecture})"
         else:
             architecture_note = None
-        base = p.commit.split("+")[0].split(" ")[0]
+        base = p.commit.split("+")[0]
         code_note = None
         paths = CODE_PATHS.get(self.stem, SERVING_PATH)
         if base and _known_commit(base) and _changed_since(base, paths):
@@ -201,7 +218,7 @@ def source(stem: str) -> str:
     p = r.provenance
     parts = [f"`benchmarks/results/{stem}.json`", p.date]
     if p.commit:
-        parts.append(f"commit `{p.commit}`")
+        parts.append(p.cited_commit)
     if p.machine:
         parts.append(p.machine)
     if p.model and p.model != "none":

@@ -186,7 +186,7 @@ def measured_cell(stems: list[str]) -> str:
     for stem in stems:
         results = Results.load(stem)
         p = results.provenance
-        text = ", ".join(x for x in (p.date, f"`{p.commit}`" if p.commit else "") if x)
+        text = ", ".join(x for x in (p.date, p.cited_commit) if x)
         why = results.staleness()
         link = f"[{stem}](benchmarks/results/{stem}.json)"
         cells.append(f"{link} {text}" + (f"; **not current:** {why}" if why else ""))

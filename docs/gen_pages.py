@@ -154,7 +154,7 @@ def results_index(results: list[Path]) -> str:
         name = f"[{result.stem}]({result.stem}.md)" if result.stem in tables else result.stem
         why = found.staleness()
         lines.append(
-            f"| {name} | {p.date} | `{p.commit or '?'}` | {p.model or '?'} "
+            f"| {name} | {p.date} | {p.cited_commit} | {p.model or '?'} "
             f"| `{p.command or '?'}` | {'yes' if not why else 'no: ' + why} |"
         )
     return "\n".join(lines) + "\n"
