@@ -98,8 +98,9 @@ class Results:
         i = 0
         while i < len(parts):
             part = parts[i]
-            # A key with dots in it ("recall_at_0.1pct_fpr"): the longest run of parts it spans.
-            if isinstance(value, dict) and part not in value:
+            # A key with dots in it ("recall_at_0.1pct_fpr", "scipy.libs" beside "scipy"): the
+            # longest run of parts that names a key.
+            if isinstance(value, dict):
                 for j in range(len(parts), i + 1, -1):
                     if ".".join(parts[i:j]) in value:
                         parts[i:j] = [".".join(parts[i:j])]
@@ -216,7 +217,7 @@ def source(stem: str) -> str:
     """A sentence naming a results file's provenance, for under a table of its figures."""
     r = Results.load(stem)
     p = r.provenance
-    parts = [f"`benchmarks/results/{stem}.json`", p.date]
+    parts = [f"`benchmarks/results/{stem}.json`", p.date or "date not recorded"]
     if p.commit:
         parts.append(p.cited_commit)
     if p.machine:

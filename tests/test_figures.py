@@ -100,12 +100,15 @@ def test_paths_select_filter_and_reduce(results_dir: Path) -> None:
             "kills": [{"mode": "journal", "missing": 0}, {"mode": "async", "missing": 734}],
             "runs": [{"rps": 10.0}, {"rps": 30.0}, {"rps": 20.0}],
             "recall": {"at_0.1pct_fpr": {"mean": 0.84}},
+            "sizes": {"scipy": 81, "scipy.libs": 30},
         },
     )
     assert figures.value("runs", "kills.?mode=async.missing") == 734
     assert figures.value("runs", "runs.*.rps", "median") == 20.0
     assert figures.value("runs", "kills.1.mode") == "async"
     assert figures.value("runs", "recall.at_0.1pct_fpr.mean") == 0.84  # a key with a dot
+    assert figures.value("runs", "sizes.scipy.libs") == 30  # the longest key wins
+    assert figures.value("runs", "sizes.scipy") == 81
     with pytest.raises(KeyError, match=re.escape("runs.json has no 'runs.0.p99'")):
         figures.value("runs", "runs.0.p99")
     with pytest.raises(KeyError, match="0 items match"):
