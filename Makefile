@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 .PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	backfill bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas bench-backfill bench-headline bench-replay readme promote bench-explain bench-gpu bench-peers quality audit clean-models
+	backfill bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas bench-backfill bench-container bench-headline bench-replay readme promote bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model); `make serve`
@@ -232,7 +232,7 @@ data: install
 	fi
 
 # Serving benchmark (Locust; every variant in one run, ~15 min on 2 cores), then bench-drift
-# (~30 min). Results land in benchmarks/results/serving-<host>.{json,md,png} and
+# (~30 min). Results land in benchmarks/results/serving-vm.{json,md,png} and
 # drift-serving-vm.{json,md}. Pass options with BENCH_ARGS="..." and DRIFT_ARGS="...".
 bench: models
 	$(BIN)/python -m benchmarks.serving $(BENCH_ARGS)
@@ -282,6 +282,11 @@ bench-replicas: models
 bench-backfill: MODELS = mlp distilbert
 bench-backfill: models
 	$(BIN)/python -m benchmarks.backfill $(BACKFILL_BENCH_ARGS)
+
+# The bento's image as Cloud Run runs it (after `make container`): size, start to ready, RSS,
+# throughput against the host. Results: benchmarks/results/container-vm.{json,md}.
+bench-container: install
+	$(BIN)/python -m benchmarks.container $(if $(DATA),--data $(DATA)) $(CONTAINER_BENCH_ARGS)
 
 # The champion-challenger loop on real rows (~3 min): replay, labels back, /performance against
 # the same metrics offline. Results: benchmarks/results/replay-vm.{json,md}.

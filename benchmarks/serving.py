@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--raw-batches", default="1,64,1024")
     parser.add_argument("--raw-seconds", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--name", default=None, help="result file stem (default serving-<host>)")
+    parser.add_argument("--name", default="serving-vm", help="result file stem")
     args = parser.parse_args(argv)
 
     names = args.variants.split(",")
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> Path:
     batches = [int(b) for b in args.raw_batches.split(",")]
     for kind in sorted({VARIANTS[n].model for n in names if VARIANTS[n].model}):
         results["raw"][kind] = measure_model(kind, batches, args.raw_seconds, rows)  # type: ignore[index]
-    stem = args.name or f"serving-{socket.gethostname()}"
+    stem = args.name
     out = write_report(results, args.out, stem)
     print(f"wrote {out}.json/.md/.png")
     return out
