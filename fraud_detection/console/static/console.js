@@ -1,5 +1,5 @@
 // The analyst console: plain JavaScript over the service's own API (/predict, /explain,
-// /model/info, /drift/*). Files are checked here before anything is sent, so a bad file is
+// /model/info, /drift/*, /performance). Files are checked here before anything is sent, so a bad file is
 // refused whole, with the row and column named, and never scored in part.
 "use strict";
 
@@ -109,6 +109,18 @@ function checkNumber(column, raw) {
 
 const fmt = (x, digits = 4) => (Math.abs(x) >= 1e4 || (x !== 0 && Math.abs(x) < 1e-3)
   ? x.toExponential(2) : x.toFixed(digits));
+
+// A duration in the unit a person would say it in: "2.1 s", "14 min", "3.5 h", "2.0 days".
+const UNITS = [[1, "s", 60], [60, "min", 60], [3600, "h", 24], [86400, "days", Infinity]];
+
+function humanDuration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "n/a";
+  for (const [size, unit, next] of UNITS) {
+    const value = Math.max(0, seconds) / size;
+    const shown = value < 9.95 ? value.toFixed(1) : String(Math.round(value));
+    if (Number(shown) < next) return `${shown} ${unit}`;  // 59.97 s reads "1.0 min"
+  }
+}
 
 // ---- Explanations ----------------------------------------------------------------------
 
@@ -402,10 +414,76 @@ async function loadModel() {
       + `${fmt(info.ensemble.trees.tree_weight, 3)} (networks ${fmt(info.ensemble.trees.network_weight, 3)})`]] : []),
   ]);
   const source = info.metrics_source.replace(/_/g, " ");
-  $("model-metrics").innerHTML = `<thead><tr><th>metric</th><th>${source}</th><th>calibration rows</th></tr></thead><tbody>`
+  const base = state.config.base_fraud_rate;
+  const sample = info.metrics.prevalence;
+  const atBase = atBaseRate(info, base);
+  const sampleRate = sample === undefined ? "" : ` (${percent(sample)} fraud)`;
+  $("model-metrics").innerHTML = `<thead><tr><th scope="col">metric</th>`
+    + `<th scope="col">${source}${sampleRate}</th>`
+    + `<th scope="col">at the deployment base rate (${percent(base)} fraud)</th>`
+    + `<th scope="col">calibration rows</th></tr></thead><tbody>`
     + Object.entries(info.metrics).map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${fmt(v)}</td>`
+      + `<td>${atBase.cells[k] === undefined ? "" : atBase.cells[k]}</td>`
       + `<td>${k in info.validation_metrics ? fmt(info.validation_metrics[k]) : ""}</td></tr>`).join("")
     + "</tbody>";
+  $("model-metrics-note").innerHTML = atBase.note;
+}
+
+const percent = (x) => `${(100 * x).toPrecision(4)}%`;
+
+// The card's metrics at fraud prevalence `base` instead of the sample's, as the quality
+// harness weighs it: every genuine row counts (1 - base) / base * frauds / genuines times.
+// Recall, false-positive rate, ROC AUC and recall at 1% FPR do not depend on prevalence;
+// precision and F1 at the threshold are reweighted from the card's confusion counts (or from
+// its precision, recall and prevalence, which give the same false-positive rate). AUPRC needs
+// every score, which the card does not keep.
+function atBaseRate(info, base) {
+  const m = info.metrics;
+  const out = {};
+  let recall = m.recall;
+  let fpr = null;
+  const cm = info.confusion_matrix;
+  if (Array.isArray(cm)) {
+    const [[tn, fp], [fn, tp]] = cm;
+    if (tp + fn > 0 && tn + fp > 0) {
+      recall = tp / (tp + fn);
+      fpr = fp / (tn + fp);
+    }
+  } else if (m.precision > 0 && m.prevalence > 0 && m.prevalence < 1 && m.recall !== undefined) {
+    fpr = m.recall * (1 - m.precision) / m.precision * m.prevalence / (1 - m.prevalence);
+  }
+  const same = (k) => { if (k in m) out[k] = `${fmt(m[k])} <span class="note">(same)</span>`; };
+  ["recall", "roc_auc", "recall_at_1pct_fpr", "threshold"].forEach(same);
+  let reweighted = [];
+  let note;
+  if (fpr !== null && recall !== undefined) {
+    const caught = recall * base;
+    const alarms = fpr * (1 - base);
+    const precision = caught + alarms > 0 ? caught / (caught + alarms) : null;
+    if (precision !== null && "precision" in m) out.precision = `${fmt(precision)} <span class="note">(reweighted)</span>`;
+    if (precision !== null && "f1" in m) {
+      const f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
+      out.f1 = `${fmt(f1)} <span class="note">(reweighted)</span>`;
+    }
+    reweighted = ["Precision", "F1"];
+    note = `At ${percent(base)} fraud, about <strong>${Math.round(1e5 * (caught + alarms))}</strong> `
+      + `of every 100,000 transactions are flagged at this threshold, `
+      + `${Math.round(1e5 * alarms)} of them false alarms (reweighted). `;
+  } else {
+    note = "Precision and F1 at the base rate need false positives the card does not give. ";
+  }
+  if (fpr === 0) {
+    note += "The card's rows had no false alarm, so precision stays 1 at any fraud rate; "
+      + "more genuine rows would show how many alarms a busy day brings. ";
+  }
+  if ("prevalence" in m) out.prevalence = base.toPrecision(4);
+  if ("average_precision" in m) out.average_precision = '<span class="note">not in the card</span>';
+  note += (reweighted.length ? `${reweighted.join(" and ")} are reweighted: each genuine row `
+    + `counts so that frauds are ${percent(base)} of transactions, as the quality harness `
+    + "(<code>make quality</code>) weighs them. " : "")
+    + "Recall, ROC AUC and recall at 1% FPR do not depend on the fraud rate. AUPRC at the base "
+    + "rate needs every score, which the model card does not keep: the quality harness reports it.";
+  return { cells: out, note };
 }
 
 async function loadDrift() {
@@ -433,33 +511,65 @@ async function loadDrift() {
 }
 
 // Champion (and challenger) on labelled live transactions: GET /performance.
+const HEALTH_ROWS = [
+  ["labelled (frauds)", (m) => `${m.labelled} (${m.frauds})`],
+  ["AUPRC", (m) => (m.auprc === null ? "n/a" : fmt(m.auprc))],
+  ["precision at threshold", (m) => (m.precision === null ? "n/a" : fmt(m.precision))],
+  ["recall at threshold", (m) => (m.recall === null ? "n/a" : fmt(m.recall))],
+  ["validation recall", (m) => (m.validation_recall === null ? "n/a" : fmt(m.validation_recall))],
+  ["expected cost per transaction", (m) => (m.expected_cost_per_transaction === null ? "n/a"
+    : fmt(m.expected_cost_per_transaction))],
+];
+const ALERT_ROW = ["recall alert", (m) => (m.recall_alert.firing ? "FIRING"
+  : m.recall_alert.enough_frauds ? "ok" : "too few frauds")];
+
+function healthTable(caption, models, header, rows) {
+  return `<caption>${caption}</caption><thead><tr><th scope="col">metric</th>`
+    + models.map((m) => `<th scope="col">${header(m)}</th>`).join("") + "</tr></thead><tbody>"
+    + rows.map(([name, cell]) => `<tr><td>${name}</td>`
+      + models.map((m) => `<td>${cell(m)}</td>`).join("") + "</tr>").join("")
+    + "</tbody>";
+}
+
 async function loadHealth() {
-  const response = await api("/performance");
+  const source = $("health-source").value;
+  const response = await api(`/performance${source ? `?source=${source}` : ""}`);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const why = body.database ? `score database unavailable: ${body.database.error}` : (body.detail || body.error);
     $("health-summary").textContent = why || `performance unavailable (${response.status})`;
     $("health-table").innerHTML = "";
+    $("health-paired").hidden = true;
     return;
   }
   const coverage = body.label_coverage === null ? "n/a" : `${(100 * body.label_coverage).toFixed(1)}%`;
-  const delay = body.label_delay_days.median === null ? "n/a" : `${fmt(body.label_delay_days.median, 3)} days`;
-  $("health-summary").innerHTML = body.models.some((m) => m.recall_alert.firing)
-    ? '<span class="tag fraud">RECALL ALERT</span> recall below validation recall minus the margin'
-    : `${body.labelled} labelled of ${body.scored} scored (${coverage}); median label delay ${delay}`;
-  const rows = [
-    ["labelled (frauds)", (m) => `${m.labelled} (${m.frauds})`],
-    ["AUPRC", (m) => fmt(m.auprc)],
-    ["precision at threshold", (m) => fmt(m.precision)],
-    ["recall at threshold", (m) => fmt(m.recall)],
-    ["validation recall", (m) => fmt(m.validation_recall)],
-    ["expected cost per transaction", (m) => fmt(m.expected_cost_per_transaction)],
-    ["recall alert", (m) => (m.recall_alert.firing ? "FIRING" : m.recall_alert.enough_frauds ? "ok" : "too few frauds")],
-  ];
-  $("health-table").innerHTML = "<thead><tr><th></th>"
-    + body.models.map((m) => `<th>${m.role}<br>${escapeHtml(m.model)}</th>`).join("") + "</tr></thead><tbody>"
-    + rows.map(([name, cell]) => `<tr><td>${name}</td>` + body.models.map((m) => `<td>${cell(m)}</td>`).join("") + "</tr>").join("")
-    + "</tbody>";
+  const days = body.label_delay_days;
+  const delay = days.median === null ? "n/a"
+    : `${humanDuration(days.median * 86400)} (90th percentile ${humanDuration(days.p90 * 86400)})`;
+  const bySource = body.labels_by_source ? `; labels from analysts ${body.labels_by_source.analyst}, `
+    + `from chargebacks ${body.labels_by_source.chargeback}` : "";
+  const alert = body.models.some((m) => m.recall_alert.firing)
+    ? '<span class="tag fraud">RECALL ALERT</span> recall below validation recall minus the margin. ' : "";
+  $("health-summary").innerHTML = `${alert}${body.labelled} labelled of ${body.scored} scored `
+    + `(${coverage}); median label delay ${delay}${bySource}`;
+  const paired = body.paired;
+  $("health-paired").hidden = !paired;
+  if (paired) {
+    // The comparison: both models on the transactions both scored, so the same frauds.
+    $("health-paired").innerHTML = healthTable(
+      `Champion and challenger on the same ${paired.labelled} labelled transactions (both scored them)`,
+      [paired.champion, paired.challenger],
+      (m) => `${m.role}<br>${escapeHtml(m.model)}`, HEALTH_ROWS.slice(1),
+    );
+  }
+  $("health-table").innerHTML = healthTable(
+    paired ? "Each model on every labelled transaction it scored: the recall alert's rows "
+      + "(different transactions; compare the models in the table above)"
+      : "The champion on the window's labelled transactions",
+    body.models,
+    (m) => `${m.role}<br>${escapeHtml(m.model)}<br>on ${m.labelled} transactions`,
+    [...HEALTH_ROWS, ALERT_ROW],
+  );
 }
 
 async function openReport() {
@@ -481,6 +591,8 @@ async function openReport() {
 function showPanel(name) {
   for (const button of document.querySelectorAll("nav button")) {
     button.classList.toggle("active", button.dataset.panel === name);
+    if (button.dataset.panel === name) button.setAttribute("aria-current", "page");
+    else button.removeAttribute("aria-current");
   }
   for (const panel of document.querySelectorAll(".panel")) {
     panel.hidden = panel.id !== `panel-${name}`;
@@ -509,6 +621,7 @@ async function start() {
     loadHealth();
   };
   $("drift-report").onclick = openReport;
+  $("health-source").onchange = loadHealth;
   await loadModel();
   // The example, scored and explained at once: the analyst sees what a result looks like,
   // and the service's first explanation (shap's compile, seconds) is paid on opening.
