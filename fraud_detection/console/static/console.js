@@ -1,5 +1,5 @@
 // The analyst console: plain JavaScript over the service's own API (/predict, /explain,
-// /model/info, /drift/*, /performance). Files are checked here before anything is sent, so a bad file is
+// /model/info, /drift/*, /performance, /review, /feedback). Files are checked here before anything is sent, so a bad file is
 // refused whole, with the row and column named, and never scored in part.
 "use strict";
 
@@ -586,6 +586,283 @@ async function openReport() {
   else window.location = url;
 }
 
+// ---- Panel 5: the review queue ---------------------------------------------------------
+// GET /review leases the items it returns to this reviewer for FRAUD_REVIEW_LEASE_SECONDS, so
+// two analysts never work the same item; GET /review/{id} gives an item's features and the
+// scored model's reasons; a label is a POST /feedback with source "analyst".
+
+const REVIEWER_KEY = "fraud-console-reviewer";
+const REVIEW_SETTINGS_KEY = "fraud-console-review";
+const REVIEWER = /^[A-Za-z0-9_.@-]{1,64}$/;
+const review = {
+  items: [],  // the rows shown, in queue order; a labelled one stays, marked
+  index: -1,  // the selected row
+  cursor: null,  // the next page of the same queue
+  fetchedAt: 0,
+  busy: false,  // a label on its way: F/G wait for it, so one key press is one label
+  loading: false,
+  detail: null,  // the selected item's GET /review/{id}, once it arrived
+  open: null,
+  today: null,
+};
+
+// A name per browser profile: two profiles (or two browser contexts) are two reviewers.
+function reviewerName() {
+  let name = localStorage.getItem(REVIEWER_KEY);
+  if (!name || !REVIEWER.test(name)) {
+    const bytes = crypto.getRandomValues(new Uint8Array(2));
+    name = `analyst-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+    localStorage.setItem(REVIEWER_KEY, name);
+  }
+  return name;
+}
+
+function announce(text) {
+  $("review-announce").textContent = text;
+}
+
+function reviewError(text) {
+  if (text) show("review-error", text);
+  else hide("review-error");
+}
+
+function reviewQuery(extra = {}) {
+  const query = new URLSearchParams({ reviewer: reviewerName(), ...extra });
+  return query.toString();
+}
+
+async function reviewJson(path) {
+  const response = await api(path);
+  if (!response.ok) throw new Error(await errorText(response));
+  return response.json();
+}
+
+// The first page of the queue (or, with `more`, the next one appended).
+async function loadQueue(more = false) {
+  if (review.loading) return;
+  review.loading = true;
+  reviewError("");
+  try {
+    const extra = { limit: $("review-limit").value, order: $("review-order").value };
+    if (more && review.cursor) extra.cursor = review.cursor;
+    const page = await reviewJson(`/review?${reviewQuery(extra)}`);
+    review.fetchedAt = Date.now();
+    const known = new Set(review.items.map((item) => item.transaction_id));
+    const fresh = page.items.map((item) => ({ ...item, label: null, fetchedAt: review.fetchedAt }));
+    review.items = more ? [...review.items, ...fresh.filter((i) => !known.has(i.transaction_id))] : fresh;
+    review.cursor = page.next_cursor;
+    review.open = page.open;
+    review.today = page.reviewed_today;
+    if (!more) review.index = -1;
+    renderQueue();
+    const next = more ? firstOpen(review.index + 1) : firstOpen(0);
+    if (next >= 0) selectItem(next, false);
+    else if (!more) showItem(null);
+    return fresh.length;
+  } catch (error) {
+    reviewError(error.message);
+    return 0;
+  } finally {
+    review.loading = false;
+  }
+}
+
+function firstOpen(from) {
+  for (let i = Math.max(0, from); i < review.items.length; i++) {
+    if (review.items[i].label === null) return i;
+  }
+  return -1;
+}
+
+function itemAge(item) {
+  return item.age_seconds + (Date.now() - item.fetchedAt) / 1000;
+}
+
+function labelText(label) {
+  return label === null ? "" : `labelled ${label === 1 ? "fraud" : "genuine"}`;
+}
+
+// `Time`: seconds since the first transaction of the data set, shown whole.
+const timeText = (t) => Math.round(t).toLocaleString("en-US");
+
+function renderQueue() {
+  $("review-open").textContent = review.open ?? "–";
+  $("review-today").textContent = review.today ?? "–";
+  $("review-empty").hidden = review.items.length > 0;
+  $("review-table").querySelector("tbody").innerHTML = review.items.map((item, i) => {
+    const selected = i === review.index;
+    return `<tr data-index="${i}" tabindex="${selected ? 0 : -1}" aria-selected="${selected}"`
+      + ` class="${[item.is_fraud ? "flagged" : "", selected ? "selected" : "", item.label === null ? "" : "done"].join(" ").trim()}">`
+      + `<td><code>${escapeHtml(item.transaction_id)}</code></td>`
+      + `<td>${item.probability.toPrecision(3)} ${item.is_fraud ? decisionTag(true) : ""}</td>`
+      + `<td>${item.amount.toFixed(2)}</td><td>${timeText(item.time)}</td>`
+      + `<td class="model">${escapeHtml(item.model)}</td><td>${humanDuration(itemAge(item))}</td>`
+      + `<td>${labelText(item.label)}</td></tr>`;
+  }).join("");
+}
+
+function selectItem(i, focus = true) {
+  if (i < 0 || i >= review.items.length) return;
+  review.index = i;
+  renderQueue();
+  const row = $("review-table").querySelector(`tr[data-index="${i}"]`);
+  if (focus) row.focus();
+  else row.scrollIntoView({ block: "nearest" });
+  loadItem(review.items[i]);
+}
+
+function showItem(item) {
+  $("review-item").hidden = !item;
+  if (!item) review.detail = null;
+}
+
+async function loadItem(item) {
+  showItem(item);
+  review.detail = null;
+  $("review-item").dataset.loaded = "";
+  $("review-item-title").innerHTML = `<code>${escapeHtml(item.transaction_id)}</code> `
+    + `${item.is_fraud ? decisionTag(true) : '<span class="tag near">below threshold</span>'} `
+    + `probability ${item.probability.toPrecision(4)}`;
+  $("review-item-facts").textContent = "Loading its reasons…";
+  $("review-reasons").innerHTML = "";
+  Plotly.purge($("review-chart"));
+  try {
+    const detail = await reviewJson(
+      `/review/${encodeURIComponent(item.transaction_id)}?${reviewQuery()}`);
+    if (review.items[review.index] !== item) return;  // the analyst moved on meanwhile
+    review.detail = detail;
+    const lease = detail.lease;
+    const leaseText = !lease || !lease.reviewer ? "not leased"
+      : lease.yours ? `leased to you until ${new Date(lease.until * 1000).toLocaleTimeString()}`
+      : `leased to ${lease.reviewer} until ${new Date(lease.until * 1000).toLocaleTimeString()}`
+        + " (a label from you is stored anyway)";
+    const label = detail.label ? `; labelled ${detail.label.label === 1 ? "fraud" : "genuine"} by `
+      + `${detail.label.reviewer || "(no reviewer)"} (${detail.label.source}) `
+      + `${humanDuration(Date.now() / 1000 - detail.label.labelled_at)} ago` : "";
+    $("review-item-facts").textContent = `Amount ${item.amount.toFixed(2)}, Time ${timeText(item.time)}, `
+      + `scored ${humanDuration(itemAge(item))} ago by ${item.model}; ${leaseText}${label}.`;
+    drawExplanation("review-chart", "review-reasons", detail.explanation
+      || { unexplained: detail.explanation_unavailable || "no explanation for this item" });
+    $("review-feature-list").innerHTML = Object.entries(detail.features)
+      .map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${fmt(v)}</dd>`).join("");
+    $("review-item").dataset.loaded = item.transaction_id;
+  } catch (error) {
+    if (review.items[review.index] === item) $("review-item-facts").textContent = error.message;
+  }
+}
+
+async function labelSelected(label) {
+  const item = review.items[review.index];
+  if (!item || review.busy) return;
+  review.busy = true;
+  $("panel-review").dataset.busy = "1";  // until the next item is selected (tests wait on it)
+  const reviewer = reviewerName();
+  const word = label === 1 ? "fraud" : "genuine";
+  try {
+    const answer = await postJson("/feedback", [{
+      transaction_id: item.transaction_id, label, reviewer, source: "analyst",
+    }]);
+    const notes = (answer.lease_notes || []).filter((n) => n.transaction_id === item.transaction_id);
+    if (item.label === null) {
+      if (review.open !== null) review.open = Math.max(0, review.open - 1);
+      if (review.today !== null) review.today += 1;
+    }
+    item.label = label;
+    const said = `${item.transaction_id} labelled ${word} by ${reviewer}`
+      + (notes.length ? ` (stored; ${notes.map((n) => n.note).join(", ")})` : "");
+    announce(`${said}. ${review.open ?? "?"} open.`);
+    const next = firstOpen(review.index + 1);
+    if (next >= 0) selectItem(next);
+    else await nextPage();
+    if (firstOpen(0) < 0) announce(`${said}. The queue is empty.`);
+  } catch (error) {
+    reviewError(`${item.transaction_id} not labelled: ${error.message}`);
+    renderQueue();
+  } finally {
+    review.busy = false;
+    delete $("panel-review").dataset.busy;
+  }
+}
+
+// Past the last open row: the next page of this queue, or, when this page is done, the
+// queue again from its start (labelled items have left it; new ones may have come).
+async function nextPage() {
+  if (review.cursor && (await loadQueue(true)) > 0) {
+    $("review-table").querySelector(`tr[data-index="${review.index}"]`)?.focus();
+    return;
+  }
+  if (firstOpen(0) < 0) {
+    await loadQueue(false);
+    const row = $("review-table").querySelector(`tr[data-index="${review.index}"]`);
+    if (row) row.focus();
+    else renderQueue();
+  } else {
+    renderQueue();
+    $("review-table").querySelector(`tr[data-index="${review.index}"]`)?.focus();
+  }
+}
+
+function moveSelection(step) {
+  if (!review.items.length) return;
+  const i = review.index + step;
+  if (i >= review.items.length) {
+    nextPage();
+    return;
+  }
+  selectItem(Math.max(0, i));
+}
+
+const TYPING = new Set(["INPUT", "SELECT", "TEXTAREA"]);
+
+function reviewKeys(event) {
+  if ($("panel-review").hidden || event.ctrlKey || event.metaKey || event.altKey) return;
+  if ($("token-dialog").open || TYPING.has(event.target.tagName) || event.target.isContentEditable) return;
+  const action = {
+    f: () => labelSelected(1), g: () => labelSelected(0),
+    j: () => moveSelection(1), arrowdown: () => moveSelection(1),
+    k: () => moveSelection(-1), arrowup: () => moveSelection(-1),
+  }[event.key.toLowerCase()];
+  if (!action) return;
+  event.preventDefault();
+  if (!event.repeat || !["f", "g"].includes(event.key.toLowerCase())) action();
+}
+
+function saveReviewSettings() {
+  localStorage.setItem(REVIEW_SETTINGS_KEY, JSON.stringify({
+    order: $("review-order").value, limit: $("review-limit").value,
+  }));
+}
+
+function setupReview() {
+  const input = $("review-reviewer");
+  input.value = reviewerName();
+  const saved = JSON.parse(localStorage.getItem(REVIEW_SETTINGS_KEY) || "{}");
+  if (saved.order) $("review-order").value = saved.order;
+  if (saved.limit) $("review-limit").value = saved.limit;
+  $("review-settings").onsubmit = (event) => {
+    event.preventDefault();
+    const name = input.value.trim();
+    if (!REVIEWER.test(name)) {
+      reviewError("Reviewer: 1 to 64 letters, digits or _ . @ -");
+      input.focus();
+      return;
+    }
+    localStorage.setItem(REVIEWER_KEY, name);
+    saveReviewSettings();
+    loadQueue(false);
+  };
+  input.onchange = () => $("review-settings").requestSubmit();
+  $("review-order").onchange = () => $("review-settings").requestSubmit();
+  $("review-limit").onchange = () => $("review-settings").requestSubmit();
+  $("review-table").onclick = (event) => {
+    const row = event.target.closest("tr[data-index]");
+    if (row) selectItem(Number(row.dataset.index));
+  };
+  $("review-fraud").onclick = () => labelSelected(1);
+  $("review-genuine").onclick = () => labelSelected(0);
+  document.addEventListener("keydown", reviewKeys);
+}
+
 // ---- Wiring ----------------------------------------------------------------------------
 
 function showPanel(name) {
@@ -601,6 +878,7 @@ function showPanel(name) {
     loadDrift();
     loadHealth();
   }
+  if (name === "review") loadQueue(false);
   window.dispatchEvent(new Event("resize"));  // plotly sizes charts drawn while hidden
 }
 
@@ -622,6 +900,7 @@ async function start() {
   };
   $("drift-report").onclick = openReport;
   $("health-source").onchange = loadHealth;
+  setupReview();
   await loadModel();
   // The example, scored and explained at once: the analyst sees what a result looks like,
   // and the service's first explanation (shap's compile, seconds) is paid on opening.
