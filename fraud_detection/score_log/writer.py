@@ -316,7 +316,7 @@ class ScoreLogWriter:
         self._next_housekeeping = time.monotonic() + self.housekeeping_every_s
         try:
             self.housekeeping()
-        except Exception as e:  # a failed purge is retried at the next turn
+        except Exception as e:  # logged; tried again at the next turn
             logger.warning("Score log housekeeping failed: %s", e)
 
     def _ensure_schema(self) -> None:
