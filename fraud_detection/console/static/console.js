@@ -559,7 +559,7 @@ async function loadHealth() {
     $("health-paired").innerHTML = healthTable(
       `Champion and challenger on the same ${paired.labelled} labelled transactions (both scored them)`,
       [paired.champion, paired.challenger],
-      (m) => `${m.role}<br>${escapeHtml(m.model)}`, HEALTH_ROWS.slice(1),
+      (m) => `${m.role}<br>${escapeHtml(m.model)}`, HEALTH_ROWS,
     );
   }
   $("health-table").innerHTML = healthTable(
@@ -679,8 +679,11 @@ function itemAge(item) {
 }
 
 function labelText(label) {
-  return label === null ? "" : `labelled ${label === 1 ? "fraud" : "genuine"}`;
+  return label === null ? "" : label === 1 ? "fraud" : "genuine";
 }
+
+// A model tag with its version cut to 6 characters: the row names the model, the item the tag.
+const shortTag = (tag) => tag.replace(/:(.{6}).+$/, ":$1…");
 
 // `Time`: seconds since the first transaction of the data set, shown whole.
 const timeText = (t) => Math.round(t).toLocaleString("en-US");
@@ -695,8 +698,9 @@ function renderQueue() {
       + ` class="${[item.is_fraud ? "flagged" : "", selected ? "selected" : "", item.label === null ? "" : "done"].join(" ").trim()}">`
       + `<td><code>${escapeHtml(item.transaction_id)}</code></td>`
       + `<td>${item.probability.toPrecision(3)} ${item.is_fraud ? decisionTag(true) : ""}</td>`
-      + `<td>${item.amount.toFixed(2)}</td><td>${timeText(item.time)}</td>`
-      + `<td class="model">${escapeHtml(item.model)}</td><td>${humanDuration(itemAge(item))}</td>`
+      + `<td>${item.amount.toFixed(2)}</td><td class="col-time">${timeText(item.time)}</td>`
+      + `<td class="col-model" title="${escapeHtml(item.model)}">${escapeHtml(shortTag(item.model))}</td>`
+      + `<td>${humanDuration(itemAge(item))}</td>`
       + `<td>${labelText(item.label)}</td></tr>`;
   }).join("");
 }
