@@ -20,11 +20,13 @@ import httpx
 import numpy as np
 import pytest
 
+from fraud_detection.explanations import ModelExplainers
 from fraud_detection.performance.config import PerformanceConfig
 from fraud_detection.performance.online import CostRule
 from fraud_detection.performance.online import JudgedModel
 from fraud_detection.performance.online import OnlinePerformance
 from fraud_detection.review.cursor import Position
+from fraud_detection.review.queue import ReviewQueue
 from fraud_detection.review.queue import lease_notes
 from fraud_detection.review.routes import ReviewRoutes
 from fraud_detection.review.routes import ReviewSlot
@@ -320,6 +322,20 @@ def test_pages_follow_the_cursor_in_both_orders_and_lease_each_item(
     third = store.lease_page("bob", now=5001.0)
     assert third.items == [] and third.open == 0, "ann holds every item"
     assert store.lease_page("ann", limit=1, now=5001.0).open == 25
+
+
+def test_an_item_scored_by_a_model_not_served_here_says_why_it_is_not_explained(
+    database: ScoreDatabase,
+) -> None:
+    keep(database, ["u-1"], [0.75])
+    queue = ReviewQueue(store_of(database), ModelExplainers({}).records)
+    item = queue.item("u-1", "ann", now=2000.0)
+    assert item is not None and item.explanation is None
+    assert item.explanation_unavailable == f"scored by {CHAMPION}, which this worker does not serve"
+    assert list(item.features.values()) == (np.arange(30) + 0.75).tolist()
+    assert item.lease is not None and item.lease.yours and item.lease.until == 2000.0 + LEASE_S
+    assert (item.model, item.age_seconds, item.label) == (CHAMPION, 1000.0, None)
+    assert queue.item("u-2", "ann") is None
 
 
 def test_a_malformed_or_mismatched_cursor_is_refused() -> None:

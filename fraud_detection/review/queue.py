@@ -63,13 +63,21 @@ class ReviewQueue:
     def item(
         self, transaction_id: str, reviewer: str, now: float | None = None
     ) -> ReviewItemDetail | None:
-        """The item with its features, explanation, label and lease (None: unknown id)."""
+        """The item with its features, explanation, label and lease (None: unknown id).
+
+        Explained first, then leased: the lease runs from when the reviewer sees the item
+        (a worker's first explanation loads shap, seconds), and is decided on its state then.
+        """
+        scored = self.store.scored_with(transaction_id)
+        if scored is None:
+            return None
+        model, features = scored
+        explanation, unavailable = self._explanation(model, transaction_id, features)
         now = time.time() if now is None else now
         opened = self.store.open_item(transaction_id, reviewer, now)
-        if opened is None:
+        if opened is None:  # purged meanwhile
             return None
         item = opened.item
-        explanation, unavailable = self._explanation(item, opened.features)
         lease = None
         if not opened.labelled and item.leased_to is not None and item.leased_until is not None:
             lease = ReviewLease(
@@ -86,12 +94,12 @@ class ReviewQueue:
         )
 
     def _explanation(
-        self, item: QueueItem, features: np.ndarray
+        self, model: str, transaction_id: str, features: np.ndarray
     ) -> tuple[dict[str, Any] | None, str | None]:
         try:
-            (record,) = self.explain(item.model, features.reshape(1, -1), [item.transaction_id])
+            (record,) = self.explain(model, features.reshape(1, -1), [transaction_id])
         except KeyError:
-            return None, f"scored by {item.model}, which this worker does not serve"
+            return None, f"scored by {model}, which this worker does not serve"
         except ExplanationsUnavailable as e:
             return None, str(e)
         return record, None

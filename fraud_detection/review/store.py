@@ -140,6 +140,19 @@ class ReviewStore:
         )
         return QueuePage(items, int(open_items), int(reviewed_today))
 
+    def scored_with(self, transaction_id: str) -> tuple[str, np.ndarray] | None:
+        """The tag of the model that scored an item, and its features (None: no such item)."""
+        with self.database.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                self._sql("SELECT model_id, features FROM review_items WHERE transaction_id = ?"),
+                (transaction_id,),
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return self._tag(row[0]), _features(row[1])
+
     def open_item(
         self, transaction_id: str, reviewer: str, now: float | None = None
     ) -> OpenedItem | None:
@@ -181,10 +194,9 @@ class ReviewStore:
             )
             label = cursor.fetchone()
             conn.commit()
-        values = np.frombuffer(bytes(features), REVIEW_FEATURES_DTYPE)
         return OpenedItem(
             self._item(columns),
-            values.reshape(N_FEATURES),
+            _features(features),
             bool(labelled),
             None if label is None else LabelRow(*label),
         )
@@ -233,3 +245,8 @@ class ReviewStore:
                     cursor.execute("SELECT model_id, tag FROM models")
                     self._tags.update(cursor.fetchall())
             return self._tags.get(model_id, f"unknown model {model_id}")
+
+
+def _features(stored: bytes) -> np.ndarray:
+    """A row's 30 features from their stored bytes (a BLOB, or a BYTEA's memoryview)."""
+    return np.frombuffer(bytes(stored), REVIEW_FEATURES_DTYPE).reshape(N_FEATURES)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import select
 import sqlite3
 import threading
 import time
@@ -422,11 +423,19 @@ class _SqlDatabase:
         """A connection for one unit of work; driver errors become `DatabaseUnavailable`.
 
         One that worked goes back to a small idle pool (its open transaction, if any, rolled
-        back); one that failed is closed, so a restarted server costs one failed request.
+        back); one that failed is closed, and so is an idle one the server has let go of.
         """
         error = self._driver_error()
-        with self._idle_lock:
-            conn = self._idle.pop() if self._idle else None
+        conn = None
+        while conn is None:
+            with self._idle_lock:
+                if not self._idle:
+                    break
+                conn = self._idle.pop()
+            if not self._usable(conn):
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
         if conn is None:
             conn = self._connect()
         try:
@@ -443,6 +452,10 @@ class _SqlDatabase:
                 self._idle.append(conn)
                 return
         conn.close()
+
+    def _usable(self, conn: Any) -> bool:
+        """Whether an idle connection can still be used."""
+        return True
 
     def connection(self) -> contextlib.AbstractContextManager[Any]:
         """`_connection`, for the review queue's store."""
@@ -821,6 +834,17 @@ class PostgresScoreDatabase(_SqlDatabase):
 
     def _lock_for_migration(self, cursor: Any) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(727272)")  # any constant: one migrator
+
+    def _usable(self, conn: Any) -> bool:
+        # An idle connection has nothing to read; a server that shut down or restarted has
+        # sent its goodbye (or EOF) on the socket. A poll costs no round trip.
+        if conn.closed:
+            return False
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
     def known_ids(self, ids: Sequence[str]) -> set[str]:
         with self._connection() as conn:
