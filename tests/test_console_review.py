@@ -1,7 +1,8 @@
 """The console's Review tab in a real browser (Debian's Chromium via Playwright) against a real
 ``bentoml serve`` with a trained model and the bearer token on: an analyst reviews 20 queued
 frauds by keyboard alone and the labels show in ``GET /performance?source=analyst``; two
-browser contexts (two reviewers) working the queue at once never see the same item."""
+browser contexts (two reviewers) working the queue at once never see the same item; a label
+after its lease expired is stored and the tab says so."""
 
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ def browser() -> Iterator[sync_api.Browser]:
 
 
 def scored_count(server: RunningServer) -> int:
+    # A server without a token ignores the header.
     answer = httpx.get(f"{server.url}/performance", headers=AUTH, timeout=30)
     assert answer.status_code == 200, answer.text
     return answer.json()["scored"]
@@ -106,10 +108,13 @@ def queue_frauds(server: RunningServer, frauds: pd.DataFrame, prefix: str, n: in
 
 
 def reviewer_page(
-    browser: sync_api.Browser, server: RunningServer, **review_settings: str
+    browser: sync_api.Browser,
+    server: RunningServer,
+    token: str | None = TOKEN,
+    **review_settings: str,
 ) -> sync_api.Page:
     """A fresh browser context (its own localStorage: its own reviewer) on the console,
-    the token typed into the console's prompt."""
+    the token (if the server has one) typed into the console's prompt."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     if review_settings:
         settings = json.dumps(json.dumps(review_settings))
@@ -117,9 +122,10 @@ def reviewer_page(
     page = context.new_page()
     page.set_default_timeout(120_000)  # the first explanation compiles shap's numba code
     page.goto(f"{server.url}/")
-    page.wait_for_selector("#token-dialog[open]")
-    page.keyboard.type(TOKEN)
-    page.keyboard.press("Enter")
+    if token is not None:
+        page.wait_for_selector("#token-dialog[open]")
+        page.keyboard.type(token)
+        page.keyboard.press("Enter")
     page.wait_for_selector("body[data-ready='1']")
     return page
 
@@ -369,3 +375,29 @@ def test_review_tab_is_accessible(
     transaction_id = label_by_key(page, "g")
     assert page.get_by_role("status").filter(has_text=transaction_id).count() == 1
     page.context.close()
+
+
+def test_a_label_after_its_lease_expired_is_stored_and_the_tab_says_so(
+    browser: sync_api.Browser,
+    trained_store: Path,
+    tmp_path: Path,
+    frauds: pd.DataFrame,
+) -> None:
+    running = start_server(trained_store, tmp_path, "mlp", FRAUD_REVIEW_LEASE_SECONDS="2")
+    try:
+        (queued,) = queue_frauds(running, frauds, "late", 1)
+        page = reviewer_page(browser, running, token=None)
+        page.locator("nav button[data-panel='review']").focus()
+        page.keyboard.press("Enter")
+        assert wait_item_loaded(page) == queued
+        assert "leased to you" in page.text_content("#review-item-facts")
+        page.wait_for_timeout(3_000)  # the 2 s lease, renewed when the item opened, runs out
+        label_by_key(page, "f")
+        assert "(stored; lease expired)" in page.text_content("#review-announce")
+        analyst = httpx.get(
+            f"{running.url}/performance", params={"source": "analyst"}, timeout=30
+        ).json()
+        assert analyst["labels_by_source"]["analyst"] == 1
+        page.context.close()
+    finally:
+        running.server.stop()
