@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 .PHONY: install models serve test docs lint bento bento-gpu base-image container container-gpu \
 	container-test data \
 	deploy-cloudrun deploy-cloudrun-gpu deploy-gke deploy-gke-gpu training-image vertex-train \
-	backfill bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas bench-backfill bench-container bench-headline bench-replay readme promote bench-explain bench-gpu bench-peers quality audit clean-models
+	backfill bench bench-drift bench-ensemble bench-score-log bench-durability bench-replicas bench-backfill bench-container bench-headline bench-replay bench-review readme promote bench-explain bench-gpu bench-peers quality audit clean-models
 
 # One pip command resolves serving + training + dev pins together (see pyproject.toml).
 # EXTRAS= installs the serving side only (image builds that import a trained model); `make serve`
@@ -287,6 +287,13 @@ bench-backfill: models
 # throughput against the host. Results: benchmarks/results/container-vm.{json,md}.
 bench-container: install
 	$(BIN)/python -m benchmarks.container $(if $(DATA),--data $(DATA)) $(CONTAINER_BENCH_ARGS)
+
+# The review queue as served (~20 min): keeping flagged rows' features against the queue off
+# on real rows at the real fraud rate, with a control; GET /review and /review/{id} latency with
+# 1,000,000 rows in the log (100,000 kept) on SQLite and PostgreSQL.
+# Results: benchmarks/results/review-{cost,latency}-vm.{json,md}.
+bench-review: models
+	$(BIN)/python -m benchmarks.review_queue $(if $(DATA),--data $(DATA)) $(REVIEW_BENCH_ARGS)
 
 # The champion-challenger loop on real rows (~3 min): replay, labels back, /performance against
 # the same metrics offline. Results: benchmarks/results/replay-vm.{json,md}.

@@ -5,7 +5,8 @@ validation in `fraud_detection.api_models` (and, on the hot path, its msgspec tw
 `fraud_detection.request_codec`, served by `fraud_detection.predict_route.FastPredictRoute`),
 batching in `fraud_detection.batching.ZeroDelayBatcher`, drift logging in
 `fraud_detection.drift_log`, online drift detection in `fraud_detection.drift` (results at
-``GET /drift/summary`` and ``GET /drift/report``). Settings come from ``FRAUD_*``
+``GET /drift/summary`` and ``GET /drift/report``), the analysts' review queue in
+`fraud_detection.review` (``GET /review``). Settings come from ``FRAUD_*``
 environment variables (see `fraud_detection.settings.ServingSettings`). ``GET /model/info`` says
 which model is served and its decision threshold's rule and value.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -49,7 +49,7 @@ from fraud_detection.drift_log import DriftLogWriter
 from fraud_detection.drift_log import NoDriftLog
 from fraud_detection.drift_log import current_worker
 from fraud_detection.explanations import ExplanationsUnavailable
-from fraud_detection.explanations import ShapExplainer
+from fraud_detection.explanations import ModelExplainers
 from fraud_detection.http_guards import BearerAuth
 from fraud_detection.http_guards import BodySizeLimit
 from fraud_detection.http_guards import InFlightLimit
@@ -72,8 +72,12 @@ from fraud_detection.predict_route import PredictHandler
 from fraud_detection.predict_route import PredictHandlerSlot
 from fraud_detection.request_codec import PredictionEncoder
 from fraud_detection.request_codec import TransactionDecoder
+from fraud_detection.review.queue import ReviewQueue
+from fraud_detection.review.routes import ReviewRoutes
+from fraud_detection.review.routes import ReviewSlot
+from fraud_detection.review.routes import document_review_routes
+from fraud_detection.review.store import ReviewStore
 from fraud_detection.routing.router import ChampionChallenger
-from fraud_detection.routing.router import RoutedScores
 from fraud_detection.routing.router import ServedModel
 from fraud_detection.routing.router import TrafficShares
 from fraud_detection.routing.shadow import ShadowScorer
@@ -102,6 +106,8 @@ challenger_model = (
 predict_slot = PredictHandlerSlot()
 #: ... and its score log and performance monitor here for ``/feedback`` and ``/performance``.
 outcomes_slot = OutcomesSlot()
+#: ... and its review queue here for ``/review``.
+review_slot = ReviewSlot()
 
 
 @bentoml.service(name="fraud_detector", **settings.service_config())
@@ -120,6 +126,7 @@ class FraudDetector:
         )
         self.model_name = self.model.tag.name
         self.model_version = str(self.model.tag.version)
+        self.champion_tag = f"{self.model_name}:{self.model_version}"
         self.drift_hook: DriftHook = CompositeDriftHook(self._drift_log(), self._drift_monitor())
         self.batcher = self._batcher(self._score_batch)
         champion = ServedModel(
@@ -139,6 +146,14 @@ class FraudDetector:
                 self.challenger_scorer.threshold,
                 self.challenger_batcher.submit,
             )
+        models = {self.champion_tag: (self.scorer, self.model.path)}
+        if challenger_model is not None and self.challenger_scorer is not None:
+            models[str(challenger_model.stored.tag)] = (
+                self.challenger_scorer,
+                challenger_model.stored.path,
+            )
+        self.explainers = ModelExplainers(models, settings.explain)
+        self.review_store: ReviewStore | None = None
         self.outcomes = self._outcomes(champion, served_challenger)
         outcomes_slot.outcomes = self.outcomes
         self.router = ChampionChallenger(
@@ -147,15 +162,22 @@ class FraudDetector:
             shares=TrafficShares(canary=settings.canary_share, shadow=settings.shadow_share),
             score_log=None if self.outcomes is None else self.outcomes.score_log,
             shadow=None if self.outcomes is None else self.outcomes.shadow,
+            review_floor=None if self.review_store is None else settings.review.min_probability,
         )
+        if self.review_store is not None:
+            review_slot.queue = ReviewQueue(self.review_store, self.explainers.records)
+        else:
+            review_slot.off = (
+                "the review queue is off (FRAUD_REVIEW=0)"
+                if settings.score_log
+                else "the review queue needs the score log (FRAUD_SCORE_LOG=0)"
+            )
         self.encoder = PredictionEncoder(
             self.model_name,
             self.model_version,
             None if served_challenger is None else served_challenger.name,
             None if served_challenger is None else served_challenger.version,
         )
-        self._explainer: ShapExplainer | None = None
-        self._explainer_lock = threading.Lock()
         predict_slot.attach(
             PredictHandler(
                 decoder=TransactionDecoder(settings.max_rows),
@@ -186,6 +208,14 @@ class FraudDetector:
         champion_tag = f"{champion.name}:{champion.version}"
         challenger_tag = None if challenger is None else f"{challenger.name}:{challenger.version}"
         durability = settings.resolved_durability
+        housekeeping = None
+        if settings.review.enabled:
+            self.review_store = ReviewStore(
+                database,
+                lease_s=settings.review.lease_seconds,
+                retention_s=settings.review.retention_s,
+            )
+            housekeeping = self.review_store.purge
         writer: ScoreLogWriter | None = None
         if durability != "async":
             try:
@@ -197,6 +227,7 @@ class FraudDetector:
                     wait_for_commit=durability == "commit",
                     max_journal_bytes=settings.score_journal_max_mb << 20,
                     counters=performance_metrics(),
+                    housekeeping=housekeeping,
                 )
             except OSError as e:  # an unwritable monitoring folder must not stop serving
                 logger.error(
@@ -213,6 +244,7 @@ class FraudDetector:
                 challenger_tag,
                 max_pending_rows=settings.score_log_max_pending,
                 counters=performance_metrics(),
+                housekeeping=housekeeping,
             )
         judged_challenger = None
         shadow = None
@@ -257,15 +289,6 @@ class FraudDetector:
             self.model.path, str(self.model.tag), settings.drift, settings.drift_results_path
         )
 
-    def explainer(self) -> ShapExplainer:
-        """The model's explainer, made at the first ``/explain`` (imports shap)."""
-        with self._explainer_lock:
-            if self._explainer is None:
-                self._explainer = ShapExplainer.for_model(
-                    self.scorer, self.model.path, settings.explain
-                )
-            return self._explainer
-
     def _score_batch(self, features: np.ndarray) -> np.ndarray:
         """One model call for a merged batch (on the batcher's thread), then the drift hook."""
         scores = self.scorer.predict_proba(features)
@@ -277,6 +300,7 @@ class FraudDetector:
         """Finish the running batches, write the drift and score rows still queued, stop the
         detector and the performance monitor."""
         predict_slot.detach()
+        review_slot.queue = None
         self.batcher.close()
         if self.challenger_batcher is not None:
             self.challenger_batcher.close()
@@ -326,28 +350,14 @@ class FraudDetector:
     ) -> Annotated[list[Explanation], ContentType("application/json")]:
         """Score, decision and Shapley attributions of the logit for each transaction."""
         features = transactions_to_array(transactions)
-        try:
-            explainer = self.explainer()
+        ids = self.router.ids.complete(transaction_ids(transactions))
+        try:  # the explainer is made at the first call (imports shap)
+            records = self.explainers.records(self.champion_tag, features, ids)
         except ExplanationsUnavailable as e:
             raise bentoml.exceptions.BentoMLException(
                 str(e), error_code=HTTPStatus(e.http_status)
             ) from e
-        explanations = explainer.explain(features)
-        p = explanations.probabilities
-        scored = self.encoder.records(
-            RoutedScores(
-                self.router.ids.complete(transaction_ids(transactions)),
-                p,
-                p >= self.scorer.threshold,
-                None,
-            )
-        )
-        return [
-            Explanation(**prediction, **attribution)
-            for prediction, attribution in zip(
-                scored, explainer.records(features, explanations), strict=True
-            )
-        ]
+        return [Explanation(**record) for record in records]
 
 
 def report_detector() -> DriftDetector:
@@ -388,7 +398,7 @@ FraudDetector.mount_asgi_app(
 
 def served_openapi(document: dict[str, Any]) -> dict[str, Any]:
     """BentoML's OpenAPI document as ``/docs.json`` serves it (and the docs site renders it)."""
-    return document_outcome_routes(correct_openapi(document))
+    return document_review_routes(document_outcome_routes(correct_openapi(document)))
 
 
 install_request_timeout()  # BentoML's own leaks a timer per request
@@ -409,6 +419,7 @@ FraudDetector.add_asgi_middleware(RetryAfterOn503)
 FraudDetector.add_asgi_middleware(OpenAPICorrection, correct=served_openapi)
 FraudDetector.add_asgi_middleware(FastPredictRoute, slot=predict_slot)
 FraudDetector.add_asgi_middleware(OutcomeRoutes, slot=outcomes_slot)
+FraudDetector.add_asgi_middleware(ReviewRoutes, slot=review_slot)
 # Innermost, where ``/readyz`` arrives (the routes above pass it on): after SIGTERM it answers
 # 503 for FRAUD_DRAIN_SECONDS while requests are still served, so balancers let go first.
 FraudDetector.add_asgi_middleware(Draining, seconds=settings.drain_seconds)

@@ -261,6 +261,7 @@ def paired_cost(
     passes: int,
     variants: dict[str, dict[str, str]],
     pin: bool = False,
+    script: Path | None = None,
 ) -> dict[str, Any]:
     """wrk (one-row requests) and Locust (the mix) against two server variants side by side.
 
@@ -278,7 +279,8 @@ def paired_cost(
     request, read from /proc around each pass, is the direct measure of the cost.
     """
     first, second = variants
-    script = one_row_script(workdir, rows[0], "one-row")
+    # wrk posts `rows[0]` on every request, unless a `script` of its own is given.
+    script = script or one_row_script(workdir, rows[0], "one-row")
     bodies = workdir / "mix.jsonl"
     RequestMix.build(DEFAULT_MIX, data=data, seed=3).save(bodies)
     tools = {

@@ -218,3 +218,57 @@ def _global_numpy_seed(seed: int) -> Iterator[None]:
         yield
     finally:
         np.random.set_state(saved)
+
+
+class ModelExplainers:
+    """The explainers of the models a worker serves, by tag, each made at its first use.
+
+    `records` answers what ``POST /explain`` answers for the champion, for any served model:
+    the review queue explains a kept row with the model that scored it.
+    """
+
+    def __init__(
+        self, models: dict[str, tuple[OnnxScorer, Path]], config: ExplainConfig = ExplainConfig()
+    ) -> None:
+        self.models = models  # tag -> (scorer, stored model folder)
+        self.config = config
+        self._explainers: dict[str, ShapExplainer] = {}
+        self._lock = threading.Lock()
+
+    def explainer(self, tag: str) -> ShapExplainer:
+        """The explainer of model `tag` (KeyError: not served here; `ExplanationsUnavailable`:
+        it cannot be explained)."""
+        scorer, folder = self.models[tag]
+        with self._lock:  # one explainer per model, even when two requests ask at once
+            if tag not in self._explainers:
+                self._explainers[tag] = ShapExplainer.for_model(scorer, folder, self.config)
+            return self._explainers[tag]
+
+    def records(
+        self, tag: str, features: np.ndarray, transaction_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        """Per row, `fraud_detection.api_models.Explanation`'s fields: the prediction (id,
+        probability, decision at the model's threshold, model) and its attributions."""
+        explainer = self.explainer(tag)
+        explanations = explainer.explain(features)
+        name, _, version = tag.partition(":")
+        threshold = self.models[tag][0].threshold
+        p = explanations.probabilities
+        predictions = [
+            {
+                "transaction_id": tid,
+                "fraud_probability": probability,
+                "is_fraud": decided,
+                "model": name,
+                "model_version": version,
+            }
+            for tid, probability, decided in zip(
+                transaction_ids, p.tolist(), (p >= threshold).tolist(), strict=True
+            )
+        ]
+        return [
+            {**prediction, **attribution}
+            for prediction, attribution in zip(
+                predictions, explainer.records(features, explanations), strict=True
+            )
+        ]

@@ -14,6 +14,7 @@ from fraud_detection.catalog import resolve_model
 from fraud_detection.drift.config import DriftConfig
 from fraud_detection.explanations import ExplainConfig
 from fraud_detection.performance.config import PerformanceConfig
+from fraud_detection.review.config import ReviewConfig
 
 #: Folder under ``FRAUD_MONITOR_LOG_PATH`` where each worker publishes its drift results.
 DRIFT_RESULTS_DIR = "fraud_drift"
@@ -84,6 +85,24 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str | None, str]] = {
     "FRAUD_PERFORMANCE_EVERY_SECONDS": (
         "performance_every_seconds",
         "how often each worker recomputes the online performance gauges",
+    ),
+    "FRAUD_REVIEW": (
+        "review.enabled",
+        "`0` turns the analyst review queue off: no features kept, `/review` answers 404",
+    ),
+    "FRAUD_REVIEW_MIN_PROBABILITY": (
+        "review.min_probability",
+        "a scored transaction is kept for review (with its 30 features) when decided fraud or "
+        'its probability is at least this: 0.5 on calibrated models is "more likely fraud than '
+        'not", the near misses below the served threshold',
+    ),
+    "FRAUD_REVIEW_RETENTION_DAYS": (
+        "review.retention_days",
+        "review rows scored longer ago than this are purged (by each worker, hourly)",
+    ),
+    "FRAUD_REVIEW_LEASE_SECONDS": (
+        "review.lease_seconds",
+        "how long an item listed or opened by a reviewer stays theirs alone",
     ),
     "FRAUD_MAX_BATCH_SIZE": ("max_batch_size", "most rows per batched ONNX call"),
     "FRAUD_MAX_LATENCY_MS": (
@@ -194,6 +213,7 @@ class ServingSettings:
     feedback_max_items: int = 10_000
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     performance_every_seconds: float = 60.0
+    review: ReviewConfig = field(default_factory=ReviewConfig)
     max_batch_size: int = 1024
     max_latency_ms: int = 1000
     max_rows: int = 10_000
@@ -393,6 +413,15 @@ class ServingSettings:
                 ),
             )
 
+        def review_config() -> ReviewConfig:
+            r = defaults.review
+            return ReviewConfig(
+                enabled=flag("FRAUD_REVIEW", r.enabled),
+                min_probability=number("FRAUD_REVIEW_MIN_PROBABILITY", r.min_probability),
+                retention_days=number("FRAUD_REVIEW_RETENTION_DAYS", r.retention_days),
+                lease_seconds=number("FRAUD_REVIEW_LEASE_SECONDS", r.lease_seconds),
+            )
+
         def api_token() -> str | None:
             if "FRAUD_API_TOKEN" in environ:
                 return environ["FRAUD_API_TOKEN"]
@@ -424,6 +453,7 @@ class ServingSettings:
             performance_every_seconds=number(
                 "FRAUD_PERFORMANCE_EVERY_SECONDS", defaults.performance_every_seconds
             ),
+            review=review_config(),
             max_batch_size=integer("FRAUD_MAX_BATCH_SIZE", defaults.max_batch_size),
             max_latency_ms=integer("FRAUD_MAX_LATENCY_MS", defaults.max_latency_ms),
             max_rows=integer("FRAUD_MAX_ROWS", defaults.max_rows),

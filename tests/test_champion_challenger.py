@@ -193,13 +193,21 @@ def test_ids_and_labels_are_checked_item_by_item(sqlite_server: RunningServer) -
         "labels": [{"transaction_id": "ok-1", "label": 0}, {"transaction_id": "ghost", "label": 1}]
     }
     both = httpx.post(f"{url}/feedback", json=wrapped).json()
-    assert both == {"received": 2, "stored": 2, "unmatched": 1, "unmatched_ids": ["ghost"]}
+    assert both == {
+        "received": 2,
+        "stored": 2,
+        "unmatched": 1,
+        "unmatched_ids": ["ghost"],
+        "lease_notes": [],
+    }
     for body, loc in (
         ([{"transaction_id": "ok-1", "label": 2}], [0, "label"]),
         ([{"transaction_id": "ok-1", "label": True}], [0, "label"]),
         ([{"transaction_id": "ok-1", "label": 1}, {"transaction_id": "", "label": 1}],
          [1, "transaction_id"]),
         ([{"transaction_id": "ok-1", "label": 1, "extra": 1}], [0, "extra"]),
+        ([{"transaction_id": "ok-1", "label": 1, "source": "auditor"}], [0, "source"]),
+        ([{"transaction_id": "ok-1", "label": 1, "reviewer": "a b"}], [0, "reviewer"]),
     ):  # fmt: skip
         answer = httpx.post(f"{url}/feedback", json=body)
         assert answer.status_code == 400, body

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fraud_detection.prevalence import PRODUCTION_FRAUD_RATE
 from fraud_detection.schema import FEATURE_NAMES
 from tests.conftest import RunningServer
 from tests.conftest import start_server
@@ -242,6 +244,29 @@ def test_model_and_drift_panels(page: sync_api.Page, console_server) -> None:
         if info["ensemble"]["trees"] is not None:
             assert f"{info['ensemble']['trees']['members']} lightgbm boosters" in (facts or "")
     assert page.locator("#model-metrics tbody tr").count() == len(info["metrics"])
+    # The card's metrics at the deployment base rate too: precision reweighted from the card's
+    # precision, recall and fraud rate (its false-positive rate), recall unchanged.
+    m = info["metrics"]
+    fpr = (
+        m["recall"]
+        * (1 - m["precision"])
+        / m["precision"]
+        * m["prevalence"]
+        / (1 - m["prevalence"])
+    )
+    caught = m["recall"] * PRODUCTION_FRAUD_RATE
+    precision = caught / (caught + fpr * (1 - PRODUCTION_FRAUD_RATE))
+
+    def at_base_rate(metric: str) -> str:
+        row = page.locator("#model-metrics tbody tr").filter(
+            has=page.locator("td:first-child", has_text=re.compile(f"^{metric}$"))
+        )
+        return row.locator("td").nth(2).text_content() or ""
+
+    assert "at the deployment base rate (0.1727% fraud)" in page.text_content("#model-metrics")
+    assert at_base_rate("precision") == f"{precision:.4f} (reweighted)"
+    assert at_base_rate("recall") == f"{m['recall']:.4f} (same)"
+    assert at_base_rate("average_precision") == "not in the card"
 
     page.click("nav button[data-panel='monitoring']")
     for _ in range(30):  # the detector judges the window within seconds
@@ -265,8 +290,10 @@ def test_model_and_drift_panels(page: sync_api.Page, console_server) -> None:
             break
         page.wait_for_timeout(500)
     page.click("#drift-refresh")
-    page.wait_for_function("document.querySelector('#health-table').innerText.includes('champion')")
-    assert "400 (" in page.text_content("#health-table")
+    # The table is there from the tab's first refresh (nothing labelled): wait for this one's.
+    page.wait_for_function("document.querySelector('#health-table').innerText.includes('400 (')")
+    assert "on 400 transactions" in page.text_content("#health-table")
+    assert re.search(r"median label delay \d+(\.\d)? (s|min)", page.text_content("#health-summary"))
     assert "labelled of" in page.text_content("#health-summary")
     with page.expect_popup() as popup:
         page.click("#drift-report")

@@ -23,7 +23,7 @@ from tests.conftest import start_server
 
 DOCS = REPO / "docs"
 #: Pages whose shell and Python snippets are executed against a running server.
-EXECUTED_PAGES = ("quickstart.md", "client.md")
+EXECUTED_PAGES = ("quickstart.md", "client.md", "review-queue.md")
 SKIP_MARK = "<!-- docs-test: skip"
 FENCE = re.compile(r"(?P<before>[^\n]*)\n```(?P<lang>bash|python)\n(?P<code>.*?)\n```", re.S)
 

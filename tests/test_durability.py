@@ -126,3 +126,13 @@ def test_a_server_killed_whole_is_replayed_by_the_next_one_on_the_same_folder(
     finally:
         second.server.stop()
     assert missing == [], f"{len(missing)} of {lost_before} not replayed, e.g. {missing[:3]}"
+    # Flagged rows' review rows were journalled with them, and replayed with them.
+    with database.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute(
+            "SELECT COUNT(DISTINCT s.transaction_id), COUNT(DISTINCT r.transaction_id) "
+            "FROM scores s LEFT JOIN review_items r ON r.transaction_id = s.transaction_id "
+            "WHERE s.flags % 2 = 1 OR s.probability >= 0.5"
+        )
+        flagged, kept = cursor.fetchone()
+    assert kept == flagged, f"{flagged - kept} of {flagged} flagged rows lost their review row"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,10 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
             f"{running.url}/explain", json={"transactions": [EXAMPLE_TRANSACTION]}, timeout=120
         )
         assert warm.status_code == 200, warm.text
+        documented = httpx.get(f"{running.url}/docs.json", timeout=30).json()["paths"]
+        assert {"/feedback", "/performance", "/review", "/review/{transaction_id}"} <= set(
+            documented
+        ), "the routes served outside BentoML's API are documented, so they are fuzzed"
         result = subprocess.run(
             [
                 cli,
@@ -47,3 +52,6 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
         running.server.stop()
     assert result.returncode == 0, result.stdout[-4000:]
     assert "No issues found" in result.stdout
+    operations = sum(len(methods) for methods in documented.values())
+    tested = re.search(r"Tested: (\d+)", result.stdout)
+    assert tested is not None and int(tested[1]) == operations, "every operation was fuzzed"

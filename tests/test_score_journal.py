@@ -224,6 +224,7 @@ def test_scored_batch_fields_are_all_journalled() -> None:
         "by_challenger",
         "amounts",
         "challenger_probabilities",
+        "review",  # a REVIEW record (test_review_queue.py)
     )
 
 

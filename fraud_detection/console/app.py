@@ -20,6 +20,7 @@ from starlette.types import Receive
 from starlette.types import Scope
 from starlette.types import Send
 
+from fraud_detection.prevalence import PRODUCTION_FRAUD_RATE
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import NON_NEGATIVE_FEATURES
 
@@ -58,6 +59,8 @@ def console_app(limits: ConsoleLimits, example: dict[str, float]) -> Starlette:
         "features": list(FEATURE_NAMES),
         "non_negative": sorted(NON_NEGATIVE_FEATURES),
         "example": example,
+        # The Model tab shows the card's metrics at this prevalence too.
+        "base_fraud_rate": PRODUCTION_FRAUD_RATE,
         **asdict(limits),
     }
 

@@ -4,7 +4,8 @@ Fraud labels arrive days after the score. Joined with the score log, the labelle
 transactions of a trailing window (newest `window_rows`, scored within `window_days`) give
 each model's AUPRC, precision and recall at its own threshold, and its expected cost per
 transaction under the card's cost rule; the window also says how many transactions have a
-label (coverage) and how long labels took (delay).
+label (coverage), how long labels took (delay), and how many came from analysts (the review
+queue) and from chargebacks; the document can be computed on one source's labels alone.
 """
 
 from __future__ import annotations
@@ -219,9 +220,15 @@ class OnlinePerformance:
             since = min(r.scored_at for r in rows)
         return rows, since
 
-    def compute(self, now: float | None = None) -> dict[str, Any]:
-        """Per-model metrics, coverage and delay. Raises `DatabaseUnavailable`."""
+    def compute(self, now: float | None = None, source: str | None = None) -> dict[str, Any]:
+        """Per-model metrics, coverage and delay, on the window's labels of `source` (None:
+        all). Raises `DatabaseUnavailable`."""
         rows, since = self.window(now)
+        by_source = {"analyst": 0, "chargeback": 0}
+        for row in rows:
+            by_source[row.source] = by_source.get(row.source, 0) + 1
+        if source is not None:
+            rows = [r for r in rows if r.source == source]
         scored = self.database.scored_count(since)
         models = [self.champion] if self.challenger is None else [self.champion, self.challenger]
         document: dict[str, Any] = {
@@ -231,7 +238,9 @@ class OnlinePerformance:
                 "since": since,
             },
             "scored": scored,
+            "source": source,
             "labelled": len(rows),
+            "labels_by_source": by_source,
             "label_coverage": _finite(len(rows) / scored) if scored else None,
             "label_delay_days": label_delay_days(rows),
             "models": [judge(m, rows_of(m, rows), self.config) for m in models],

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
 from pydantic import ConfigDict
@@ -29,9 +30,14 @@ from fraud_detection.http_guards import send_json
 from fraud_detection.http_guards import send_json_bytes
 from fraud_detection.performance.metrics import PerformanceMonitor
 from fraud_detection.predict_route import read_body
+from fraud_detection.review.models import REVIEWER_PATTERN
+from fraud_detection.review.models import LabelSource
+from fraud_detection.review.models import LeaseNote
+from fraud_detection.review.queue import lease_notes
 from fraud_detection.routing.shadow import ShadowScorer
 from fraud_detection.routing.transaction_ids import TRANSACTION_ID_PATTERN
 from fraud_detection.score_log.database import DatabaseUnavailable
+from fraud_detection.score_log.database import Label
 from fraud_detection.score_log.database import ScoreDatabase
 from fraud_detection.score_log.database import now
 from fraud_detection.score_log.database import redacted
@@ -41,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 FEEDBACK_PATH = "/feedback"
 PERFORMANCE_PATH = "/performance"
+LABEL_SOURCES = ("analyst", "chargeback")
 
 
 class Feedback(BaseModel):
@@ -50,6 +57,12 @@ class Feedback(BaseModel):
 
     transaction_id: str = Field(pattern=TRANSACTION_ID_PATTERN, max_length=64)
     label: int = Field(strict=True, ge=0, le=1, description="1 = fraud, 0 = genuine")
+    reviewer: str | None = Field(
+        None, pattern=REVIEWER_PATTERN, max_length=64, description="Who decided (an analyst)"
+    )
+    source: LabelSource = Field(
+        "chargeback", description="analyst: a review queue decision; chargeback: the default"
+    )
 
 
 def feedback_adapter(max_items: int) -> TypeAdapter[list[Feedback]]:
@@ -71,18 +84,26 @@ class Outcomes:
         self.feedback_body = feedback_adapter(self.max_feedback_items)
 
     def record_feedback(self, items: list[Feedback]) -> dict[str, Any]:
-        """Store every label (the last one wins for a repeated id). A label whose transaction
-        the log does not hold yet (its score still on its way from a worker or a replica) is
-        kept, and joins its score when that arrives; the answer counts those as unmatched."""
-        labels = {item.transaction_id: item.label for item in items}
-        self.database.upsert_labels(list(labels.items()), now())
+        """Store every label (the last one wins for a repeated id), closing its review item.
+        A label whose transaction the log does not hold yet (its score still on its way from
+        a worker or a replica) is kept, and joins its score when that arrives; the answer
+        counts those as unmatched. An analyst's label for an item not leased to them (or
+        whose lease expired) is stored too, and noted."""
+        labels = {
+            item.transaction_id: Label(item.transaction_id, item.label, item.reviewer, item.source)
+            for item in items
+        }
+        at = now()
+        leases = self.database.upsert_labels(list(labels.values()), at)
         known = self.database.known_ids(list(labels))
         unmatched = [tid for tid in labels if tid not in known]
+        notes = lease_notes(leases, {tid: label.reviewer for tid, label in labels.items()}, at)
         return {
             "received": len(items),
             "stored": len(labels),
             "unmatched": len(unmatched),
             "unmatched_ids": unmatched,
+            "lease_notes": [note.model_dump() for note in notes],
         }
 
     def status(self) -> dict[str, Any]:
@@ -93,10 +114,14 @@ class Outcomes:
             "shadow": None if self.shadow is None else vars(self.shadow.stats).copy(),
         }
 
-    def performance(self) -> tuple[int, dict[str, Any]]:
-        """The ``/performance`` status and document."""
+    def performance(self, source: str | None = None) -> tuple[int, dict[str, Any]]:
+        """The ``/performance`` status and document (on the labels of `source` only, when
+        given: then the gauges are left as they are)."""
         try:
-            document = self.monitor.compute()
+            if source is None:
+                document = self.monitor.compute()
+            else:
+                document = self.monitor.performance.compute(source=source)
         except DatabaseUnavailable as e:
             return 503, {"database": {"status": "unavailable", "error": str(e), **self.status()}}
         return 200, {**document, "database": {"status": "ok", **self.status()}}
@@ -112,6 +137,10 @@ class FeedbackAnswer(BaseModel):
         "counted by /performance once the score arrives"
     )
     unmatched_ids: list[str]
+    lease_notes: list[LeaseNote] = Field(
+        description="Analyst labels for open review items that were not leased to their "
+        "reviewer (or whose lease expired): stored all the same"
+    )
 
 
 def document_outcome_routes(document: dict[str, Any]) -> dict[str, Any]:
@@ -119,9 +148,10 @@ def document_outcome_routes(document: dict[str, Any]) -> dict[str, Any]:
     (they are served by `OutcomeRoutes`, outside BentoML's API, which cannot document them)."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for model in (Feedback, FeedbackAnswer):
-        schemas[model.__name__] = model.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas[model.__name__] = schema
     labels = {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Feedback"}}
     error = {
         "content": {
@@ -178,12 +208,22 @@ def document_outcome_routes(document: dict[str, Any]) -> dict[str, Any]:
             "tags": ["Service APIs"],
             "summary": "Champion and challenger on the trailing window of labelled transactions",
             "operationId": "performance",
+            "parameters": [
+                {
+                    "name": "source",
+                    "in": "query",
+                    "description": "Judge on the labels of this source only (the window's "
+                    "other labels left out); the gauges always count every label",
+                    "schema": {"type": "string", "enum": list(LABEL_SOURCES)},
+                }
+            ],
             "responses": {
                 "200": {
                     "description": "AUPRC, precision and recall at the threshold, expected cost, "
                     "label coverage and delay, per model; both on the same transactions",
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
+                "400": {"description": "Bad Request", **error},
                 "503": unavailable,
             },
         }
@@ -230,7 +270,17 @@ class OutcomeRoutes:
             )
             return
         if method == "GET":
-            status, document = await asyncio.to_thread(outcomes.performance)
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            source = query.get("source")
+            if source is not None and source not in LABEL_SOURCES:
+                message = f"source must be one of {', '.join(LABEL_SOURCES)}, got {source!r}"
+                error = {
+                    "error": f"invalid query parameter 'source': {message}",
+                    "detail": [{"loc": ["query", "source"], "msg": message, "type": "enum"}],
+                }
+                await send_json_bytes(send, 400, json.dumps(error).encode())
+                return
+            status, document = await asyncio.to_thread(outcomes.performance, source)
             await send_json_bytes(send, status, json.dumps(document).encode())
             return
         body, _ = await read_body(receive)

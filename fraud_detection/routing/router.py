@@ -1,6 +1,6 @@
 """`ChampionChallenger`: scores a request with the champion, the canary share with the
 challenger, and records every transaction in the score log (the shadow share via the
-challenger's thread)."""
+challenger's thread), with the features of the rows kept for the review queue."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from fraud_detection.routing.shadow import ShadowScorer
 from fraud_detection.routing.transaction_ids import TransactionIdAssigner
 from fraud_detection.routing.transaction_ids import traffic_buckets
 from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.score_log.writer import ReviewRows
 from fraud_detection.score_log.writer import ScoredBatch
 from fraud_detection.score_log.writer import ScoreLogWriter
 
@@ -53,7 +54,11 @@ class TrafficShares:
 
 
 class ChampionChallenger:
-    """Routes each request's rows; with no challenger and no log, it is the champion alone."""
+    """Routes each request's rows; with no challenger and no log, it is the champion alone.
+
+    With `review_floor` set, a logged row decided fraud or served a probability at or above
+    it keeps its features for the review queue (`ScoredBatch.review`).
+    """
 
     def __init__(
         self,
@@ -63,8 +68,10 @@ class ChampionChallenger:
         shares: TrafficShares = TrafficShares(),
         score_log: ScoreLogWriter | None = None,
         shadow: ShadowScorer | None = None,
+        review_floor: float | None = None,
     ) -> None:
         self.champion = champion
+        self.review_floor = review_floor
         self.challenger = challenger
         self.shares = shares
         self.score_log = score_log
@@ -83,7 +90,9 @@ class ChampionChallenger:
         champion_p = await self.champion.score(features)
         is_fraud = champion_p >= self.champion.threshold
         if self.challenger is None:
-            receipt = self._record(ids, features, champion_p, is_fraud, None, None, None)
+            receipt = self._record(
+                ids, features, champion_p, champion_p, is_fraud, None, None, None
+            )
             if receipt is not None:
                 await receipt
             return RoutedScores(ids, champion_p, is_fraud, None)
@@ -101,7 +110,7 @@ class ChampionChallenger:
             is_fraud[canary] = canary_p >= self.challenger.threshold
         shadow_rows = np.flatnonzero((buckets < self.shares.shadow) & ~canary)
         receipt = self._record(
-            ids, features, champion_p, is_fraud, canary, challenger_p, shadow_rows
+            ids, features, champion_p, probabilities, is_fraud, canary, challenger_p, shadow_rows
         )
         if receipt is not None:
             await receipt
@@ -112,6 +121,7 @@ class ChampionChallenger:
         ids: list[str],
         features: np.ndarray,
         champion_p: np.ndarray,
+        served_p: np.ndarray,
         is_fraud: np.ndarray,
         by_challenger: np.ndarray | None,
         challenger_p: np.ndarray | None,
@@ -128,6 +138,7 @@ class ChampionChallenger:
             by_challenger,
             features[:, AMOUNT_COLUMN],
             challenger_p,
+            self._kept_for_review(features, served_p, is_fraud),
         )
         if self.shadow is None or shadow_rows is None or not len(shadow_rows):
             return self.score_log.submit(batch)
@@ -137,3 +148,17 @@ class ChampionChallenger:
         receipt = self.score_log.submit(batch)  # the decision now, the shadow's scores later
         self.shadow.submit(batch, shadow_rows, features[shadow_rows])
         return receipt
+
+    def _kept_for_review(
+        self, features: np.ndarray, served_p: np.ndarray, is_fraud: np.ndarray
+    ) -> ReviewRows | None:
+        """The rows to keep for review: one vectorised comparison per batch, and nothing
+        more when none is kept (most batches, at the real fraud rate)."""
+        if self.review_floor is None:
+            return None
+        kept = served_p >= self.review_floor
+        kept |= is_fraud  # (a threshold under the floor decides fraud below it)
+        if not kept.any():
+            return None
+        rows = kept.nonzero()[0]
+        return ReviewRows(rows, features[rows])

@@ -1,17 +1,21 @@
 """`ScoreDatabase`: where scored transactions and their late labels live (SQLite or PostgreSQL).
 
-Two tables: ``scores`` (one row per scored transaction: id, time, champion and its
+Three tables: ``scores`` (one row per scored transaction: id, time, champion and its
 probability, the decision served, which model served it, and the challenger's probability
-when one ran) and ``labels`` (one row per labelled transaction; a relabel overwrites). Times
-are Unix seconds. The schema is versioned in ``schema_version`` and migrated forward when a
-worker first connects; several workers may connect at once, so migrations take a lock
-(SQLite ``BEGIN IMMEDIATE``, a PostgreSQL advisory lock).
+when one ran), ``labels`` (one row per labelled transaction, with who labelled it and where
+the label came from; a relabel overwrites) and ``review_items`` (the transactions kept for
+the analysts' review queue, with the 30 features they were scored on; see
+`fraud_detection.review`). Times are Unix seconds. The schema is versioned in
+``schema_version`` and migrated forward when a worker first connects; several workers may
+connect at once, so migrations take a lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL
+advisory lock).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import select
 import sqlite3
 import threading
 import time
@@ -21,11 +25,17 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
+from typing import NamedTuple
 from typing import Protocol
 
 import msgspec
+import numpy as np
+
+from fraud_detection.schema import FEATURE_NAMES
+from fraud_detection.schema import N_FEATURES
 
 #: Columns of ``scores`` in the order `ScoreDatabase.insert_scores` takes them. Slim on
 #: purpose: a row costs the serving worker's CPU, so models are small integer ids (`model_id`)
@@ -96,6 +106,39 @@ MIGRATIONS: tuple[tuple[str | dict[str, str], ...], ...] = (
             segment TEXT PRIMARY KEY,
             committed_bytes BIGINT NOT NULL
         )""",
+    ),
+    (
+        # v4: the analysts' review queue. A row per transaction kept for review (decided
+        # fraud, or above FRAUD_REVIEW_MIN_PROBABILITY), with the features it was scored on
+        # (`REVIEW_FEATURES_DTYPE`, `FEATURE_NAMES` order); `labelled` is 1 once any label
+        # arrived; the lease says who works on it until when. Partial indexes hold only open
+        # items, in each order the queue is read in; labels say who gave them and how.
+        {
+            dialect: f"""CREATE TABLE review_items (
+                transaction_id TEXT PRIMARY KEY,
+                scored_at DOUBLE PRECISION NOT NULL,
+                model_id INTEGER NOT NULL,
+                probability DOUBLE PRECISION NOT NULL,
+                amount DOUBLE PRECISION NOT NULL,
+                time_feature DOUBLE PRECISION NOT NULL,
+                is_fraud SMALLINT NOT NULL,
+                features {blob} NOT NULL,
+                labelled SMALLINT NOT NULL DEFAULT 0,
+                leased_to TEXT,
+                leased_until DOUBLE PRECISION
+            )"""
+            for dialect, blob in (("sqlite", "BLOB"), ("postgresql", "BYTEA"))
+        },
+        "CREATE INDEX review_open_risk ON review_items (probability DESC, transaction_id) "
+        "WHERE labelled = 0",
+        "CREATE INDEX review_open_newest ON review_items (scored_at DESC, transaction_id) "
+        "WHERE labelled = 0",
+        "CREATE INDEX review_open_leases ON review_items (leased_until) WHERE labelled = 0",
+        "CREATE INDEX review_scored_at ON review_items (scored_at)",
+        "ALTER TABLE labels ADD COLUMN reviewer TEXT",
+        "ALTER TABLE labels ADD COLUMN source TEXT NOT NULL DEFAULT 'chargeback' "
+        "CHECK (source IN ('analyst', 'chargeback'))",
+        "CREATE INDEX labels_source_time ON labels (source, labelled_at)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -176,6 +219,97 @@ class ScoreColumns:
         return values
 
 
+#: How a review row's features are stored: 30 little-endian float64 per row.
+REVIEW_FEATURES_DTYPE = np.dtype("<f8")
+_TIME = FEATURE_NAMES.index("Time")
+_AMOUNT = FEATURE_NAMES.index("Amount")
+#: The review row insert; a retried id keeps its first row, and an id labelled before its
+#: row arrived (the label came while the row was still queued) starts closed.
+_INSERT_REVIEW = (
+    "INSERT INTO review_items (transaction_id, scored_at, model_id, probability, amount, "
+    "time_feature, is_fraud, features, labelled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+    "CASE WHEN EXISTS (SELECT 1 FROM labels WHERE labels.transaction_id = ?) THEN 1 ELSE 0 END) "
+    "ON CONFLICT (transaction_id) DO NOTHING"
+)
+
+
+@dataclass(frozen=True)
+class ReviewColumns:
+    """Rows kept for review, as columns: the request path's `ScoredBatch.review` after the
+    writer (or the journal) has added who scored them."""
+
+    transaction_id: list[str] = field(default_factory=list)
+    scored_at: list[float] = field(default_factory=list)
+    model_id: list[int] = field(default_factory=list)
+    probability: list[float] = field(default_factory=list)
+    is_fraud: list[bool] = field(default_factory=list)
+    features: list[bytes] = field(default_factory=list)  # one row's 30 values each
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.transaction_id)
+
+    def add(
+        self,
+        transaction_ids: list[str],
+        scored_at: float,
+        model_ids: list[int],
+        probabilities: list[float],
+        is_fraud: list[bool],
+        features: bytes,
+    ) -> None:
+        """Append rows whose features come as one block of ``n * 30`` values."""
+        n = len(transaction_ids)
+        width = N_FEATURES * REVIEW_FEATURES_DTYPE.itemsize
+        if len(features) != n * width:
+            raise ValueError(f"{n} review rows need {n * width} feature bytes, got {len(features)}")
+        self.transaction_id.extend(transaction_ids)
+        self.scored_at.extend([scored_at] * n)
+        self.model_id.extend(model_ids)
+        self.probability.extend(probabilities)
+        self.is_fraud.extend(is_fraud)
+        self.features.extend(features[i * width : (i + 1) * width] for i in range(n))
+
+    def extend(self, later: ReviewColumns) -> None:
+        """Append the rows of `later` after these."""
+        for name in ("transaction_id", "scored_at", "model_id", "probability", "is_fraud"):
+            getattr(self, name).extend(getattr(later, name))
+        self.features.extend(later.features)
+
+    def parameters(self) -> list[tuple[Any, ...]]:
+        """The parameters of `_INSERT_REVIEW`, one tuple per row."""
+        values = np.frombuffer(b"".join(self.features), REVIEW_FEATURES_DTYPE).reshape(
+            -1, N_FEATURES
+        )
+        return list(
+            zip(
+                self.transaction_id,
+                self.scored_at,
+                self.model_id,
+                self.probability,
+                values[:, _AMOUNT].tolist(),
+                values[:, _TIME].tolist(),
+                [int(f) for f in self.is_fraud],
+                self.features,
+                self.transaction_id,
+                strict=True,
+            )
+        )
+
+
+class Label(NamedTuple):
+    """One label as ``/feedback`` stores it."""
+
+    transaction_id: str
+    label: int  # 1 fraud, 0 genuine
+    reviewer: str | None = None  # who decided (an analyst's name), when known
+    source: str = "chargeback"  # "analyst" (the review queue) or "chargeback"
+
+
+#: An open review item's lease when an analyst's label closed it: (leased_to, leased_until).
+Lease = tuple[str | None, float | None]
+
+
 #: The shadow challenger's score of a row already written: (challenger_id, probability,
 #: transaction_id, scored_at).
 ChallengerUpdate = tuple[int, float, str, float]
@@ -203,12 +337,19 @@ class LabelledScore:
     challenger_probability: float | None
     label: int
     labelled_at: float
+    source: str = "chargeback"
 
 
 class ScoreDatabase(Protocol):
     """What the writer, ``/feedback``, ``/performance`` and promotion need from a database."""
 
     url: str
+    backend: str  # "sqlite" or "postgresql"
+    placeholder: str  # the driver's parameter mark
+
+    def connection(self) -> contextlib.AbstractContextManager[Any]: ...
+
+    def begin_write(self, cursor: Any) -> None: ...
 
     def migrate(self) -> int: ...
 
@@ -224,13 +365,16 @@ class ScoreDatabase(Protocol):
         progress: Sequence[tuple[str, int]] = (),
         forget: Sequence[str] = (),
         counted_rows: int | None = None,
+        review: ReviewColumns | None = None,
     ) -> None: ...
 
     def journal_progress(self, segment: str) -> int: ...
 
     def close(self) -> None: ...
 
-    def upsert_labels(self, labels: Sequence[tuple[str, int]], labelled_at: float) -> None: ...
+    def upsert_labels(
+        self, labels: Sequence[tuple[Any, ...]], labelled_at: float
+    ) -> dict[str, Lease]: ...
 
     def known_ids(self, ids: Sequence[str]) -> set[str]: ...
 
@@ -247,10 +391,16 @@ class _SqlDatabase:
     placeholder = "?"
     backend = "sqlite"
 
+    #: Idle connections kept for the next unit of work (``/feedback``, ``/review``): opening
+    #: one costs a PostgreSQL server process, milliseconds an answer would wait for.
+    max_idle_connections = 4
+
     def __init__(self, url: str) -> None:
         self.url = url
         self._kept: Any = None
         self._kept_lock = threading.Lock()
+        self._idle: list[Any] = []
+        self._idle_lock = threading.Lock()
 
     def _open(self) -> Any:
         raise NotImplementedError
@@ -270,16 +420,50 @@ class _SqlDatabase:
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
-        """A connection for one unit of work; driver errors become `DatabaseUnavailable`."""
+        """A connection for one unit of work; driver errors become `DatabaseUnavailable`.
+
+        One that worked goes back to a small idle pool (its open transaction, if any, rolled
+        back); one that failed is closed, and so is an idle one the server has let go of.
+        """
         error = self._driver_error()
-        conn = self._connect()
+        conn = None
+        while conn is None:
+            with self._idle_lock:
+                if not self._idle:
+                    break
+                conn = self._idle.pop()
+            if not self._usable(conn):
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
+        if conn is None:
+            conn = self._connect()
         try:
             yield conn
-        except error as e:
-            conn.rollback()
-            raise self._unavailable(e) from e
-        finally:
-            conn.close()
+            conn.rollback()  # a unit of work that only read leaves no transaction open
+        except BaseException as e:
+            with contextlib.suppress(Exception):
+                conn.close()
+            if isinstance(e, error):
+                raise self._unavailable(e) from e
+            raise
+        with self._idle_lock:
+            if len(self._idle) < self.max_idle_connections:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _usable(self, conn: Any) -> bool:
+        """Whether an idle connection can still be used."""
+        return True
+
+    def connection(self) -> contextlib.AbstractContextManager[Any]:
+        """`_connection`, for the review queue's store."""
+        return self._connection()
+
+    def begin_write(self, cursor: Any) -> None:
+        """Start a transaction that will write (SQLite: take the write lock now, so a read
+        in it never has to be upgraded, which WAL refuses at once after another commit)."""
 
     @contextmanager
     def _kept_connection(self) -> Iterator[Any]:
@@ -305,12 +489,15 @@ class _SqlDatabase:
                 raise
 
     def close(self) -> None:
-        """Close the writer's kept connection (a later insert opens a new one)."""
+        """Close the writer's kept connection and the idle ones (later calls open new ones)."""
         with self._kept_lock:
             conn, self._kept = self._kept, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for c in [conn, *idle]:
+            if c is not None:
+                with contextlib.suppress(Exception):
+                    c.close()
 
     def insert_scores(self, scores: ScoreColumns) -> None:
         """Append `scores` in one transaction (on SQLite, an id repeated within one request,
@@ -325,15 +512,18 @@ class _SqlDatabase:
         progress: Sequence[tuple[str, int]] = (),
         forget: Sequence[str] = (),
         counted_rows: int | None = None,
+        review: ReviewColumns | None = None,
     ) -> None:
-        """In one transaction: append `scores`, set the shadow challenger's scores of rows
-        written before (`challenger_updates`), record journal `progress` (segment, bytes
-        committed), drop the progress of deleted segments (`forget`), and count
-        `counted_rows` scored rows for coverage."""
+        """In one transaction: append `scores` and the rows kept for `review`, set the
+        shadow challenger's scores of rows written before (`challenger_updates`), record
+        journal `progress` (segment, bytes committed), drop the progress of deleted
+        segments (`forget`), and count `counted_rows` scored rows for coverage."""
         with self._kept_connection() as conn, self._batched(conn):
             cursor = conn.cursor()
             if scores.n_rows:
                 self._insert_rows(cursor, scores)
+            if review is not None and review.n_rows:
+                cursor.executemany(self._sql(_INSERT_REVIEW), review.parameters())
             if challenger_updates:
                 cursor.executemany(
                     self._sql(
@@ -418,19 +608,52 @@ class _SqlDatabase:
             )
             conn.commit()
 
-    def upsert_labels(self, labels: Sequence[tuple[str, int]], labelled_at: float) -> None:
-        """Store labels; a new label for an id overwrites its old one (and its time)."""
+    def upsert_labels(
+        self, labels: Sequence[tuple[Any, ...]], labelled_at: float
+    ) -> dict[str, Lease]:
+        """Store labels (`Label` tuples, or ``(id, label)``) and close their review items, in
+        one transaction. A different label for an id overwrites the old one, with its time,
+        reviewer and source; the same label again changes nothing. Returns the lease each
+        open review item of an analyst's label had when the label closed it."""
+        rows = [Label(*label) for label in labels]
+        analyst = [r.transaction_id for r in rows if r.source == "analyst"]
+        leases: dict[str, Lease] = {}
         with self._connection() as conn:
-            conn.cursor().executemany(
+            cursor = conn.cursor()
+            self.begin_write(cursor)
+            for condition, parameters in self._id_conditions(analyst):
+                cursor.execute(
+                    "SELECT transaction_id, leased_to, leased_until FROM review_items "
+                    f"WHERE labelled = 0 AND transaction_id {condition}",
+                    parameters,
+                )
+                leases.update((tid, (to, until)) for tid, to, until in cursor.fetchall())
+            cursor.executemany(
                 self._sql(
-                    "INSERT INTO labels (transaction_id, label, labelled_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (transaction_id) DO UPDATE "
-                    "SET label = excluded.label, labelled_at = excluded.labelled_at "
+                    "INSERT INTO labels (transaction_id, label, labelled_at, reviewer, source) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO UPDATE "
+                    "SET label = excluded.label, labelled_at = excluded.labelled_at, "
+                    "reviewer = excluded.reviewer, source = excluded.source "
                     "WHERE labels.label <> excluded.label"
                 ),
-                [(tid, label, labelled_at) for tid, label in labels],
+                [(r.transaction_id, r.label, labelled_at, r.reviewer, r.source) for r in rows],
             )
+            for condition, parameters in self._id_conditions([r.transaction_id for r in rows]):
+                cursor.execute(
+                    "UPDATE review_items SET labelled = 1, leased_to = NULL, leased_until = NULL "
+                    f"WHERE labelled = 0 AND transaction_id {condition}",
+                    parameters,
+                )
             conn.commit()
+        return leases
+
+    def _id_conditions(self, ids: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
+        """``transaction_id <condition>`` clauses, with their parameters, that together
+        match `ids` (SQLite: ``IN`` lists under its parameter limit)."""
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _ID_CHUNK):
+            chunk = unique[start : start + _ID_CHUNK]
+            yield f"IN ({', '.join([self.placeholder] * len(chunk))})", chunk
 
     def known_ids(self, ids: Sequence[str]) -> set[str]:
         """The ids among `ids` that have a score."""
@@ -458,7 +681,7 @@ class _SqlDatabase:
             cursor.execute(
                 self._sql(
                     "SELECT s.transaction_id, s.scored_at, m.tag, s.probability, s.amount, "
-                    "c.tag, s.challenger_probability, l.label, l.labelled_at "
+                    "c.tag, s.challenger_probability, l.label, l.labelled_at, l.source "
                     "FROM labels l JOIN scores s ON s.transaction_id = l.transaction_id "
                     "JOIN models m ON m.model_id = s.model_id "
                     "LEFT JOIN models c ON c.model_id = s.challenger_id "
@@ -475,7 +698,7 @@ class _SqlDatabase:
                 if row[0] in seen:
                     continue
                 seen.add(row[0])
-                tid, scored_at, tag, p, amount, challenger, challenger_p, label, at = row
+                tid, scored_at, tag, p, amount, challenger, challenger_p, label, at, source = row
                 name, _, version = tag.partition(":")
                 c_name, _, c_version = (challenger or "").partition(":")
                 rows.append(
@@ -491,6 +714,7 @@ class _SqlDatabase:
                         challenger_p,
                         label,
                         at,
+                        source,
                     )
                 )
                 if len(rows) == limit:
@@ -565,6 +789,9 @@ class SqliteScoreDatabase(_SqlDatabase):
                 time.sleep(0.01)
         cursor.execute("BEGIN IMMEDIATE")
 
+    def begin_write(self, cursor: Any) -> None:
+        cursor.execute("BEGIN IMMEDIATE")
+
 
 class PostgresScoreDatabase(_SqlDatabase):
     """PostgreSQL through psycopg 3, for several replicas at once."""
@@ -608,6 +835,17 @@ class PostgresScoreDatabase(_SqlDatabase):
     def _lock_for_migration(self, cursor: Any) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(727272)")  # any constant: one migrator
 
+    def _usable(self, conn: Any) -> bool:
+        # An idle connection has nothing to read; a server that shut down or restarted has
+        # sent its goodbye (or EOF) on the socket. A poll costs no round trip.
+        if conn.closed:
+            return False
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
     def known_ids(self, ids: Sequence[str]) -> set[str]:
         with self._connection() as conn:
             cursor = conn.cursor()
@@ -616,6 +854,10 @@ class PostgresScoreDatabase(_SqlDatabase):
                 (list(dict.fromkeys(ids)),),
             )
             return {row[0] for row in cursor.fetchall()}
+
+    def _id_conditions(self, ids: Sequence[str]) -> Iterator[tuple[str, list[Any]]]:
+        if ids:
+            yield "= ANY(%s)", [list(dict.fromkeys(ids))]
 
 
 def statement_sizes(n_rows: int, rows_per_statement: int) -> list[int]:

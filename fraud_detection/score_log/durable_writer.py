@@ -31,6 +31,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from fraud_detection.score_log.database import ScoreDatabase
 from fraud_detection.score_log.journal import DecodedRecords
 from fraud_detection.score_log.journal import ScoreJournal
 from fraud_detection.score_log.journal import encode_challenger
+from fraud_detection.score_log.journal import encode_review
 from fraud_detection.score_log.journal import encode_scores
 from fraud_detection.score_log.journal import orphaned_owners
 from fraud_detection.score_log.journal import read_records
@@ -47,6 +49,7 @@ from fraud_detection.score_log.journal import segments_of
 from fraud_detection.score_log.writer import PendingScores
 from fraud_detection.score_log.writer import ScoredBatch
 from fraud_detection.score_log.writer import ScoreLogWriter
+from fraud_detection.score_log.writer import review_values
 from fraud_detection.score_log.writer import row_values
 
 logger = logging.getLogger(__name__)
@@ -75,6 +78,8 @@ class DurableScoreLogWriter(ScoreLogWriter):
         retry_after_s: float = 5.0,
         recover_every_s: float = 2.0,
         counters: Any = None,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_every_s: float = 3600.0,
     ) -> None:
         self.journal = ScoreJournal(journal_path)
         self.wait_for_commit = wait_for_commit
@@ -106,6 +111,8 @@ class DurableScoreLogWriter(ScoreLogWriter):
             flush_interval_s=flush_interval_s,
             retry_after_s=retry_after_s,
             counters=counters,
+            housekeeping=housekeeping,
+            housekeeping_every_s=housekeeping_every_s,
         )
 
     # --- request path -------------------------------------------------------------------
@@ -123,6 +130,9 @@ class DurableScoreLogWriter(ScoreLogWriter):
         record = encode_scores(
             batch.scored_at, self._champion_id, self._challenger_id, batch.transaction_ids, *values
         )
+        review = review_values(batch, self._champion_id, self._challenger_id)
+        if review is not None:  # in the same append: a kill keeps both records or neither
+            record += encode_review(batch.scored_at, *review)
         error: OSError | None = None
         with self._lock:
             try:
@@ -136,7 +146,9 @@ class DurableScoreLogWriter(ScoreLogWriter):
                 elif self._pending + n > self.max_pending_rows:
                     self._spill()
                 else:
-                    self._queue.add_values(batch.transaction_ids, batch.scored_at, *values)
+                    self._queue.add_values(
+                        batch.transaction_ids, batch.scored_at, *values, review=review
+                    )
                     self._pending += n
         if error is not None:  # a full disk: the answer goes on, the rows are counted lost
             self._drop(n)
@@ -193,6 +205,7 @@ class DurableScoreLogWriter(ScoreLogWriter):
             self._ensure_schema()
             self._recover_if_due()
             self.flush()
+            self._housekeep_if_due()
             if self.stats.last_error is not None:
                 self._stop.wait(self.retry_after_s)
             elif self.wait_for_commit:
@@ -240,6 +253,7 @@ class DurableScoreLogWriter(ScoreLogWriter):
                 progress=[(path.name, stop) for path, stop, _ in progress],
                 forget=self._forget,
                 counted_rows=counted,
+                review=taken.review,
             )
         except Exception as e:
             self._failed(e)
@@ -285,7 +299,9 @@ class DurableScoreLogWriter(ScoreLogWriter):
             finished = complete and offset >= stop
             counted = self._count_now(records.n_rows)
             # Nothing to write, unless rows committed earlier still await their count.
-            nothing = not (records.n_rows or records.challenger_updates or finished)
+            nothing = not (
+                records.n_rows or records.challenger_updates or records.review.n_rows or finished
+            )
             if nothing and not self._forget and not counted:
                 break
             try:
@@ -295,6 +311,7 @@ class DurableScoreLogWriter(ScoreLogWriter):
                     progress=[(path.name, offset)],
                     forget=self._forget,
                     counted_rows=counted,
+                    review=records.review,
                 )
             except Exception as e:
                 self._failed(e)
@@ -395,6 +412,7 @@ class DurableScoreLogWriter(ScoreLogWriter):
                 challenger_updates=records.challenger_updates,
                 progress=[(path.name, offset)],
                 counted_rows=records.n_rows,
+                review=records.review,
             )
             replayed += records.n_rows
         path.unlink()

@@ -14,10 +14,13 @@ segments (`orphaned_owners`).
 
 A record is ``<u32 length><u32 crc32>`` then a msgpack payload: a score record
 ``[0, scored_at, champion_id, challenger_id, ids, probabilities, is_fraud, by_challenger,
-amounts, challenger_probabilities]`` (lists; NaN where the challenger did not run) or a
+amounts, challenger_probabilities]`` (lists; NaN where the challenger did not run), a
 challenger record ``[1, scored_at, challenger_id, ids, challenger_probabilities]`` (its
 probabilities as raw little-endian float64) (the shadow's scores of rows
-already recorded). A torn or corrupt tail (power loss) ends a segment's reading; it is counted.
+already recorded), or a review record ``[2, scored_at, ids, model_ids, probabilities,
+is_fraud, features]`` (the rows of the score record before it kept for the review queue;
+their features as raw little-endian float64, 30 per row), appended with its score record.
+A torn or corrupt tail (power loss) ends a segment's reading; it is counted.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ import numpy as np
 
 from fraud_detection.score_log.database import BY_CHALLENGER
 from fraud_detection.score_log.database import IS_FRAUD
+from fraud_detection.score_log.database import ReviewColumns
 from fraud_detection.score_log.database import ScoreColumns
 
 SCORES = 0
 CHALLENGER = 1
+REVIEW = 2
 _HEADER = struct.Struct("<II")
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
@@ -97,15 +102,31 @@ def encode_challenger(
     )
 
 
+def encode_review(
+    scored_at: float,
+    transaction_ids: list[str],
+    model_ids: list[int],
+    probabilities: list[float],
+    is_fraud: list[bool],
+    features: bytes,
+) -> bytes:
+    """One framed review record, from `fraud_detection.score_log.writer.review_values`."""
+    return _frame(
+        _encode((REVIEW, scored_at, transaction_ids, model_ids, probabilities, is_fraud, features))
+    )
+
+
 def _frame(payload: bytes) -> bytes:
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 @dataclass
 class DecodedRecords:
-    """Records read back: score rows as columns, and challenger scores to apply after them."""
+    """Records read back: score rows and review rows as columns, and challenger scores to
+    apply after them."""
 
     scores: ScoreColumns = field(default_factory=lambda: ScoreColumns.of_rows([]))
+    review: ReviewColumns = field(default_factory=ReviewColumns)
     #: (challenger_id, challenger_probability, transaction_id, scored_at) per shadow-scored row
     challenger_updates: list[tuple[int, float, str, float]] = field(default_factory=list)
     corrupt_bytes: int = 0
@@ -143,6 +164,9 @@ class DecodedRecords:
                 values = [None if v != v else v for v in challenger_p]
                 s.challenger_probability.extend(values)
                 s.challenger_id.extend([None if v is None else challenger for v in values])
+        elif record[0] == REVIEW:
+            _, at, ids, model_ids, p, fraud, features = record
+            self.review.add(ids, at, model_ids, p, fraud, features)
         elif record[0] == CHALLENGER:
             _, at, challenger, ids, p = record
             self.challenger_updates.extend(

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from typing import NamedTuple
@@ -21,11 +22,20 @@ import numpy as np
 
 from fraud_detection.score_log.database import BY_CHALLENGER
 from fraud_detection.score_log.database import IS_FRAUD
+from fraud_detection.score_log.database import REVIEW_FEATURES_DTYPE
+from fraud_detection.score_log.database import ReviewColumns
 from fraud_detection.score_log.database import ScoreColumns
 from fraud_detection.score_log.database import ScoreDatabase
 from fraud_detection.score_log.database import model_id
 
 logger = logging.getLogger(__name__)
+
+
+class ReviewRows(NamedTuple):
+    """The rows of a batch kept for the review queue: their indices and their features."""
+
+    rows: np.ndarray  # indices into the batch
+    features: np.ndarray  # (len(rows), 30), as scored
 
 
 class ScoredBatch(NamedTuple):
@@ -38,6 +48,41 @@ class ScoredBatch(NamedTuple):
     by_challenger: np.ndarray | None  # True: the canary's challenger decided
     amounts: np.ndarray
     challenger_probabilities: np.ndarray | None = None  # NaN: the challenger did not run
+    review: ReviewRows | None = None  # None: no row of the batch is kept for review
+
+
+class ReviewValues(NamedTuple):
+    """A batch's review rows as the journal and `ReviewColumns.add` take them."""
+
+    transaction_ids: list[str]
+    model_ids: list[int]  # the model whose score was served
+    probabilities: list[float]  # the served probability
+    is_fraud: list[bool]
+    features: bytes  # the rows' features, `REVIEW_FEATURES_DTYPE`, one row after another
+
+
+def review_values(
+    batch: ScoredBatch, champion_id: int, challenger_id: int | None
+) -> ReviewValues | None:
+    """The values of `batch`'s review rows, with the model that decided each (None: none)."""
+    if batch.review is None or not len(batch.review.rows):
+        return None
+    rows = batch.review.rows
+    probabilities = batch.probabilities[rows].astype(np.float64)
+    model_ids = [champion_id] * len(rows)
+    if batch.by_challenger is not None and challenger_id is not None:
+        canary = batch.by_challenger[rows]
+        if canary.any():
+            assert batch.challenger_probabilities is not None  # the canary's rows carry theirs
+            probabilities[canary] = batch.challenger_probabilities[rows][canary]
+            model_ids = [challenger_id if c else champion_id for c in canary.tolist()]
+    return ReviewValues(
+        [batch.transaction_ids[i] for i in rows.tolist()],
+        model_ids,
+        probabilities.tolist(),
+        batch.is_fraud[rows].tolist(),
+        np.ascontiguousarray(batch.review.features, dtype=REVIEW_FEATURES_DTYPE).tobytes(),
+    )
 
 
 def row_values(
@@ -68,6 +113,7 @@ class PendingScores:
         "challenger_probabilities",
         "is_fraud",
         "probabilities",
+        "review",
         "scored_at",
         "transaction_ids",
     )
@@ -80,13 +126,14 @@ class PendingScores:
         self.by_challenger: list[bool] = []
         self.amounts: list[float] = []
         self.challenger_probabilities: list[float | None] = []
+        self.review = ReviewColumns()
 
     def __len__(self) -> int:
         return len(self.transaction_ids)
 
-    def add(self, batch: ScoredBatch) -> None:
-        """Append `batch`'s rows."""
-        self.add_values(batch.transaction_ids, batch.scored_at, *row_values(batch))
+    def add(self, batch: ScoredBatch, review: ReviewValues | None = None) -> None:
+        """Append `batch`'s rows, and its `review` rows (`review_values`)."""
+        self.add_values(batch.transaction_ids, batch.scored_at, *row_values(batch), review=review)
 
     def add_values(
         self,
@@ -97,8 +144,11 @@ class PendingScores:
         by_challenger: list[bool] | None,
         amounts: list[float],
         challenger_probabilities: list[float] | None,
+        *,
+        review: ReviewValues | None = None,
     ) -> None:
-        """Append rows given as Python lists (`row_values`; NaN: the challenger did not run)."""
+        """Append rows given as Python lists (`row_values`; NaN: the challenger did not run),
+        and those kept for review."""
         n = len(transaction_ids)
         self.transaction_ids.extend(transaction_ids)
         self.scored_at.extend([scored_at] * n)
@@ -112,6 +162,8 @@ class PendingScores:
             self.challenger_probabilities.extend(
                 [None if v != v else v for v in challenger_probabilities]
             )
+        if review is not None:
+            self.review.add(review.transaction_ids, scored_at, *review[1:])
 
     def extend(self, later: PendingScores) -> None:
         """Append the rows of `later` after these."""
@@ -188,8 +240,15 @@ class ScoreLogWriter:
         flush_interval_s: float = 0.5,
         retry_after_s: float = 5.0,
         counters: Any = None,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_every_s: float = 3600.0,
     ) -> None:
         self.database = database
+        # Run by the thread at start and every `housekeeping_every_s` (the review queue's
+        # purge): off the request path, on the thread that already waits on the database.
+        self.housekeeping = housekeeping
+        self.housekeeping_every_s = housekeeping_every_s
+        self._next_housekeeping = 0.0
         self.models = [champion] if challenger is None else [champion, challenger]
         self._champion_id = model_id(champion)
         self._challenger_id = None if challenger is None else model_id(challenger)
@@ -213,11 +272,12 @@ class ScoreLogWriter:
         """Queue a batch's rows for writing; drops them (and counts them) when the queue is
         full. Returns what the answer must wait for (here, nothing)."""
         n = len(batch.transaction_ids)
+        review = review_values(batch, self._champion_id, self._challenger_id)
         with self._lock:
             if self._pending + n > self.max_pending_rows:
                 self._drop(n)
                 return None
-            self._queue.add(batch)
+            self._queue.add(batch, review)
             self._pending += n
         return None
 
@@ -241,9 +301,23 @@ class ScoreLogWriter:
         while not self._stop.is_set():
             self._ensure_schema()
             self.flush()
+            self._housekeep_if_due()
             delay = self.flush_interval_s if self.stats.last_error is None else self.retry_after_s
             self._wake.wait(delay)
             self._wake.clear()
+
+    def _housekeep_if_due(self) -> None:
+        if (
+            self.housekeeping is None
+            or not self.stats.schema_ready
+            or time.monotonic() < self._next_housekeeping
+        ):
+            return
+        self._next_housekeeping = time.monotonic() + self.housekeeping_every_s
+        try:
+            self.housekeeping()
+        except Exception as e:  # logged; tried again at the next turn
+            logger.warning("Score log housekeeping failed: %s", e)
 
     def _ensure_schema(self) -> None:
         if self.stats.schema_ready:
@@ -266,7 +340,11 @@ class ScoreLogWriter:
             return 0
         n = len(pending)
         try:
-            self.database.insert_scores(pending.columns(self._champion_id, self._challenger_id))
+            self.database.write(
+                pending.columns(self._champion_id, self._challenger_id),
+                counted_rows=n,
+                review=pending.review,
+            )
         except Exception as e:
             self._requeue(pending)
             self._failed(e)
