@@ -341,7 +341,10 @@ def test_an_item_scored_by_a_model_not_served_here_says_why_it_is_not_explained(
 def test_a_malformed_or_mismatched_cursor_is_refused() -> None:
     good = Position("risk", 0.75, "t-1").encode()
     assert Position.decode(good, "risk") == Position("risk", 0.75, "t-1")
-    for bad in ("x", "!!!!", good[:-3], base64.urlsafe_b64encode(b'["risk",1]').decode()):
+    huge = base64.urlsafe_b64encode(b'["risk",1' + b"0" * 309 + b',"a"]').decode()  # > float
+    newline = base64.urlsafe_b64encode(b'["risk",1,"a\\n"]').decode()
+    for bad in ("x", "!!!!", good[:-3], base64.urlsafe_b64encode(b'["risk",1]').decode(),
+                huge, newline):  # fmt: skip
         with pytest.raises(ValueError, match="not a cursor"):
             Position.decode(bad, "risk")
     with pytest.raises(ValueError, match="order=risk, not order=newest"):
@@ -565,6 +568,10 @@ def test_served_queue_refuses_bad_input_naming_the_field(api: httpx.Client) -> N
         return answer.json()["detail"][0]["loc"]
 
     assert loc("/review", reviewer="ann", cursor="not-a-cursor") == ["query", "cursor"]
+    huge = base64.urlsafe_b64encode(b'["risk",1' + b"0" * 309 + b',"a"]').decode()
+    assert loc("/review", reviewer="ann", cursor=huge) == ["query", "cursor"]
+    assert loc("/review/x-1%0A", reviewer="ann") == ["path", "transaction_id"]
+    assert api.head("/review", params={"reviewer": "ann"}).status_code == 405
     newest = Position("newest", 1.0, "t").encode()
     assert loc("/review", reviewer="ann", cursor=newest) == ["query", "cursor"], "wrong order"
     assert loc("/review", reviewer="ann", order="oldest") == ["query", "order"]

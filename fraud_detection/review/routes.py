@@ -23,6 +23,7 @@ from fraud_detection.http_guards import Receive
 from fraud_detection.http_guards import Scope
 from fraud_detection.http_guards import Send
 from fraud_detection.http_guards import send_json_bytes
+from fraud_detection.review.cursor import CursorError
 from fraud_detection.review.models import REVIEWER_PATTERN
 from fraud_detection.review.models import ItemQuery
 from fraud_detection.review.models import PageQuery
@@ -88,7 +89,7 @@ class ReviewRoutes:
         ):
             await self.app(scope, receive, send)
             return
-        if scope["method"] not in ("GET", "HEAD"):
+        if scope["method"] != "GET":  # a HEAD would lease items nobody sees
             await send_json_bytes(
                 send, 405, _error(f"{path} answers GET only"), [(b"allow", b"GET")]
             )
@@ -109,7 +110,7 @@ class ReviewRoutes:
             return
         try:
             page = await asyncio.to_thread(queue.page, query)
-        except ValueError as e:  # the cursor (the query's other fields are checked)
+        except CursorError as e:
             await send_json_bytes(send, 400, _bad_field("query", "cursor", str(e)))
             return
         except DatabaseUnavailable as e:
@@ -120,7 +121,7 @@ class ReviewRoutes:
     async def _item(
         self, queue: ReviewQueue, transaction_id: str, scope: Scope, send: Send
     ) -> None:
-        if not _ID.match(transaction_id):
+        if not _ID.fullmatch(transaction_id):
             await send_json_bytes(
                 send,
                 400,

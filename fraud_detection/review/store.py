@@ -201,26 +201,42 @@ class ReviewStore:
             None if label is None else LabelRow(*label),
         )
 
-    def purge(self, now: float | None = None) -> int:
-        """Delete review rows scored more than the retention ago; returns how many. Also
-        closes items whose label was committed while their row was (a race between a label
-        and the score writer's commit, on PostgreSQL)."""
+    def purge(self, now: float | None = None, batch: int = 1000) -> int:
+        """Delete review rows scored more than the retention ago, `batch` rows per
+        transaction (each holds the write lock briefly); returns how many. Also closes items
+        scored in the last day whose label was committed while their row was (a race between
+        a label and the score writer's commit, on PostgreSQL)."""
         now = time.time() if now is None else now
+        deleted = 0
+        while True:
+            with self.database.connection() as conn:
+                cursor = conn.cursor()
+                self.database.begin_write(cursor)
+                cursor.execute(
+                    self._sql(
+                        "DELETE FROM review_items WHERE transaction_id IN (SELECT "
+                        "transaction_id FROM review_items WHERE scored_at < ? LIMIT ?)"
+                    ),
+                    (now - self.retention_s, batch),
+                )
+                n = max(int(cursor.rowcount), 0)
+                conn.commit()
+            deleted += n
+            if n < batch:
+                break
         with self.database.connection() as conn:
             cursor = conn.cursor()
             self.database.begin_write(cursor)
             cursor.execute(
-                self._sql("DELETE FROM review_items WHERE scored_at < ?"),
-                (now - self.retention_s,),
-            )
-            deleted = cursor.rowcount
-            cursor.execute(
-                "UPDATE review_items SET labelled = 1, leased_to = NULL, leased_until = NULL "
-                "WHERE labelled = 0 AND EXISTS "
-                "(SELECT 1 FROM labels WHERE labels.transaction_id = review_items.transaction_id)"
+                self._sql(
+                    "UPDATE review_items SET labelled = 1, leased_to = NULL, leased_until = NULL "
+                    "WHERE labelled = 0 AND scored_at >= ? AND EXISTS (SELECT 1 FROM labels "
+                    "WHERE labels.transaction_id = review_items.transaction_id)"
+                ),
+                (now - 86_400.0,),
             )
             conn.commit()
-        return int(deleted)
+        return deleted
 
     def _item(self, row: Any) -> QueueItem:
         tid, scored_at, model_id, p, amount, time_feature, is_fraud, leased_to, until = row

@@ -115,7 +115,7 @@ MIGRATIONS: tuple[tuple[str | dict[str, str], ...], ...] = (
         # items, in each order the queue is read in; labels say who gave them and how.
         {
             dialect: f"""CREATE TABLE review_items (
-                transaction_id TEXT PRIMARY KEY,
+                transaction_id TEXT{collate} PRIMARY KEY,
                 scored_at DOUBLE PRECISION NOT NULL,
                 model_id INTEGER NOT NULL,
                 probability DOUBLE PRECISION NOT NULL,
@@ -127,7 +127,12 @@ MIGRATIONS: tuple[tuple[str | dict[str, str], ...], ...] = (
                 leased_to TEXT,
                 leased_until DOUBLE PRECISION
             )"""
-            for dialect, blob in (("sqlite", "BLOB"), ("postgresql", "BYTEA"))
+            # PostgreSQL: byte order for ids, as SQLite and Python compare them, so a page's
+            # last item (sorted in Python) is where the next page's keyset starts.
+            for dialect, blob, collate in (
+                ("sqlite", "BLOB", ""),
+                ("postgresql", "BYTEA", ' COLLATE "C"'),
+            )
         },
         "CREATE INDEX review_open_risk ON review_items (probability DESC, transaction_id) "
         "WHERE labelled = 0",

@@ -205,7 +205,6 @@ class DurableScoreLogWriter(ScoreLogWriter):
             self._ensure_schema()
             self._recover_if_due()
             self.flush()
-            self._housekeep_if_due()
             if self.stats.last_error is not None:
                 self._stop.wait(self.retry_after_s)
             elif self.wait_for_commit:

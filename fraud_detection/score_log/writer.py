@@ -10,6 +10,7 @@ prediction.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Awaitable
@@ -244,11 +245,11 @@ class ScoreLogWriter:
         housekeeping_every_s: float = 3600.0,
     ) -> None:
         self.database = database
-        # Run by the thread at start and every `housekeeping_every_s` (the review queue's
-        # purge): off the request path, on the thread that already waits on the database.
+        # The review queue's purge, every `housekeeping_every_s` on a thread of its own: it
+        # holds the database's write lock for a while, and in commit mode each /predict
+        # answer waits for the writer thread's next commit.
         self.housekeeping = housekeeping
         self.housekeeping_every_s = housekeeping_every_s
-        self._next_housekeeping = 0.0
         self.models = [champion] if challenger is None else [champion, challenger]
         self._champion_id = model_id(champion)
         self._challenger_id = None if challenger is None else model_id(challenger)
@@ -267,6 +268,10 @@ class ScoreLogWriter:
         self._ensure_schema()
         self._thread = threading.Thread(target=self._run, name="score-log", daemon=True)
         self._thread.start()
+        if housekeeping is not None:
+            threading.Thread(
+                target=self._housekeep, name="score-log-housekeeping", daemon=True
+            ).start()
 
     def submit(self, batch: ScoredBatch) -> Awaitable[None] | None:
         """Queue a batch's rows for writing; drops them (and counts them) when the queue is
@@ -301,23 +306,22 @@ class ScoreLogWriter:
         while not self._stop.is_set():
             self._ensure_schema()
             self.flush()
-            self._housekeep_if_due()
             delay = self.flush_interval_s if self.stats.last_error is None else self.retry_after_s
             self._wake.wait(delay)
             self._wake.clear()
 
-    def _housekeep_if_due(self) -> None:
-        if (
-            self.housekeeping is None
-            or not self.stats.schema_ready
-            or time.monotonic() < self._next_housekeeping
-        ):
-            return
-        self._next_housekeeping = time.monotonic() + self.housekeeping_every_s
-        try:
-            self.housekeeping()
-        except Exception as e:  # logged; tried again at the next turn
-            logger.warning("Score log housekeeping failed: %s", e)
+    def _housekeep(self) -> None:
+        # Workers start together: a random first delay keeps them from purging together.
+        delay = random.uniform(1.0, 60.0)
+        while not self._stop.wait(delay):
+            if not self.stats.schema_ready:
+                delay = self.retry_after_s
+                continue
+            delay = self.housekeeping_every_s
+            try:
+                self.housekeeping()  # type: ignore[misc]
+            except Exception as e:  # logged; tried again at the next turn
+                logger.warning("Score log housekeeping failed: %s", e)
 
     def _ensure_schema(self) -> None:
         if self.stats.schema_ready:

@@ -610,7 +610,8 @@ const review = {
 function reviewerName() {
   let name = localStorage.getItem(REVIEWER_KEY);
   if (!name || !REVIEWER.test(name)) {
-    const bytes = crypto.getRandomValues(new Uint8Array(2));
+    // Leases are matched by name: 6 random bytes, so two browsers never share one.
+    const bytes = crypto.getRandomValues(new Uint8Array(6));
     name = `analyst-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
     localStorage.setItem(REVIEWER_KEY, name);
   }
