@@ -145,6 +145,19 @@ HEADLINE = (
 #: Measured by their own, longer targets (not in ``make bench-headline``'s hour).
 LONGER = (
     Row(
+        "Review queue: keeping flagged rows (queue on / off, wrk one-row on real rows at the "
+        "real fraud rate; target >= 0.98 x); `GET /review` p99 with 1M rows in the log, 100k "
+        "kept (target <= 50 ms)",
+        "{x:.3f} x [{lo:.3f}, {hi:.3f}]; SQLite {sq:.0f} ms, PostgreSQL {pg:.0f} ms",
+        {
+            **_ci("review-cost-vm", "cost.review.ratios.wrk.throughput"),
+            "sq": ("review-latency-vm", "latency.sqlite.page.p99_ms"),
+            "pg": ("review-latency-vm", "latency.postgresql.page.p99_ms"),
+        },
+        "docs/review-queue.md#measured",
+        "make bench-review (15 min)",
+    ),
+    Row(
         "Workers SIGKILLed under load (the default journal): answered decisions missing from "
         "the score log; with `async` (no journal)",
         "{missing:,} of {answered:,} after {kills} kills; async: {lost:,}",
