@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -99,6 +100,19 @@ class RunningServer:
 
     def log(self) -> str:
         return self.server.log()
+
+
+#: Debian's Chromium, which the browser tests drive through Playwright (no browser download).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def skip_module_without_chromium() -> None:
+    """Skip the calling test module when Debian's Chromium is not installed."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(
+            "Debian's chromium is not installed (apt-get install chromium)",
+            allow_module_level=True,
+        )
 
 
 def start_server(

@@ -8,7 +8,6 @@ import csv
 import io
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,16 +16,14 @@ import pytest
 
 from fraud_detection.prevalence import PRODUCTION_FRAUD_RATE
 from fraud_detection.schema import FEATURE_NAMES
+from tests.conftest import CHROMIUM
 from tests.conftest import RunningServer
+from tests.conftest import skip_module_without_chromium
 from tests.conftest import start_server
 from training.data import generate_transactions
 
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True
-    )
+skip_module_without_chromium()
 
 TOKEN = "console-test-token"
 #: Drift settings that judge the first 200 rows at once, so the panel has a verdict to show.

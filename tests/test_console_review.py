@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,17 +18,15 @@ import pytest
 
 from fraud_detection.schema import FEATURE_NAMES
 from fraud_detection.schema import TARGET_NAME
+from tests.conftest import CHROMIUM
 from tests.conftest import REPO
 from tests.conftest import RunningServer
+from tests.conftest import skip_module_without_chromium
 from tests.conftest import start_server
 from training.data import generate_transactions
 
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True
-    )
+skip_module_without_chromium()
 
 TOKEN = "review-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
